@@ -1,0 +1,1 @@
+"""One module per experiment (the main run, benchmarks, reproduced tables and figures)."""

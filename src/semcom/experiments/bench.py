@@ -1,0 +1,345 @@
+"""CPU micro-benchmarks: autoencoder and link throughput, memory retrieval against ``M`` (``semcom bench``).
+
+Everything runs on the CPU, in one process, with the thread count torch
+already has (``torch.get_num_threads()`` is reported, never changed).
+
+Throughput (frames per second)
+    * ``encode`` / ``decode``: the autoencoder's ``f_theta`` / ``g_phi`` on
+      ``frames`` float frames (3, H, W) already in [0, 1] (the uint8
+      conversion of :func:`semcom.frames.to_tensor` is not timed), in batches
+      of 64 and one frame at a time; ``batching`` gives the ratio
+      fps(batch 64) / fps(batch 1).
+    * ``link:<rule>``: :meth:`Transmitter.send_latent` followed by
+      :meth:`Receiver.receive_latent` per frame, on a synthetic stream of
+      unit latents that revisits a few "scenes" (so there are hits and
+      misses), with a small memory (``m_max`` = 256). Each timed pass builds
+      a fresh transmitter/receiver pair (microseconds) and streams all frames.
+
+Retrieval (seconds per call against the memory size ``M``)
+    For each ``M`` a :class:`PrototypeMemory` is filled with ``M`` random unit
+    vectors by :func:`filled_memory`, which assigns the memory's internal
+    ``_data`` / ``_last_used`` / ``size`` directly (one ``randn`` + normalise,
+    instead of ``M`` Python-level :meth:`PrototypeMemory.write` calls). The
+    ops are ``NearestRule.decide``, ``HopfieldRule.decide`` (``top_k=4``),
+    ``PaperRule.decide``, ``HopfieldRule.readout`` (what the receiver computes
+    on a hit) and :func:`hopfield_retrieve` for 64 queries. Each is compared
+    with its *floor*: the single product every op has to do at least once,
+    ``prototypes @ z`` (M, d) x (d,) for the one-query ops and
+    ``Q @ prototypes.T`` (64, d) x (d, M) for the batch.
+
+Timing (:func:`time_interleaved`, ``time.perf_counter``): each op is warmed up
+once, then called in blocks of ``number`` calls (``number`` chosen so a block
+lasts at least 5 ms, quick 2 ms); an op and its floor are measured in
+interleaved rounds of blocks, in a shuffled order, so a background load hits
+both alike, and the reported time per call is the median over the blocks
+(``samples`` in each row; by default as many as fit a time budget). The ratio to the floor is
+``seconds / floor_seconds``. ``torch.utils.benchmark.Timer`` is not used
+because it pins the thread count to 1 unless told otherwise, and cannot
+interleave two statements.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from semcom.config import LinkConfig
+from semcom.link import Receiver, Transmitter
+from semcom.memory import HopfieldRule, NearestRule, PaperRule, PrototypeMemory, hopfield_retrieve
+from semcom.models import SphericalAutoencoder
+from semcom.models.weights import load_autoencoder, shipped_weights_path
+
+DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6)
+BATCH = 64
+LINK_M_MAX = 256
+TOP_K = 4
+BETA = 20.0
+TAU = 0.9
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int | None = None, min_block_s: float = 2e-3,
+                     budget_s: float = 5.0, min_repeats: int = 3, max_repeats: int = 25,
+                     slow_call_s: float = 0.2) -> dict[str, list[float]]:
+    """Samples of the seconds per call of each function, measured in interleaved blocks.
+
+    Each function is called once to warm up; that call also sizes its block
+    (``number = ceil(min_block_s / t_warm)`` calls per block) and, when it
+    took ``slow_call_s`` or more (first-call effects are then negligible), it
+    counts as the first sample instead of being thrown away. Then rounds of
+    one block of each function, in an order shuffled every round (seeded),
+    so that no function always runs right after the same other one (an op
+    that follows a multi-threaded one can find the OpenMP workers still
+    spinning), until each has ``repeats`` samples.
+    ``repeats=None`` takes as many rounds as fit in what is left of
+    ``budget_s`` after the warm-up, clamped to ``[min_repeats, max_repeats]``
+    (more samples make the median robust to a noisy, shared machine).
+    """
+    start = time.perf_counter()
+    numbers: dict[str, int] = {}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    per_round = 0.0
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        fn()
+        dt = max(time.perf_counter() - t0, 1e-9)
+        numbers[name] = max(1, math.ceil(min_block_s / dt))
+        per_round += numbers[name] * dt
+        if dt >= slow_call_s and numbers[name] == 1:
+            samples[name].append(dt)
+    if repeats is None:
+        left = budget_s - (time.perf_counter() - start)
+        repeats = max(min_repeats, min(max_repeats, int(left / per_round)))
+    repeats = max(1, repeats)
+    order, rng = list(fns), random.Random(0)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for name in order:
+            if len(samples[name]) >= repeats:
+                continue
+            fn, n = fns[name], numbers[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return samples
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def random_unit(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random unit vectors (n, d), float32, uniform on the sphere."""
+    return F.normalize(torch.randn(n, d, generator=generator), dim=1)
+
+
+def filled_memory(m: int, d: int, seed: int = 0) -> PrototypeMemory:
+    """A full :class:`PrototypeMemory` (size = m_max = ``m``) of random unit prototypes.
+
+    Written directly into the memory's internal state (``_data``,
+    ``_last_used``, ``size``), which is what ``m`` calls to
+    :meth:`PrototypeMemory.write` would leave, minus the recency stamps,
+    all zero here (irrelevant to retrieval).
+    """
+    mem = PrototypeMemory(d, m_max=m, full_policy="lru")
+    g = torch.Generator().manual_seed(seed)
+    mem._data = random_unit(m, d, g).contiguous()
+    mem._last_used = np.zeros(m, dtype=np.int64)
+    mem.size = m
+    return mem
+
+
+def scene_stream(frames: int, d: int, scenes: int = 16, stay: float = 0.9, noise: float = 0.03,
+                 seed: int = 0) -> torch.Tensor:
+    """Synthetic latents (frames, d): a Markov walk over ``scenes`` unit centres plus small noise.
+
+    With ``noise`` = 0.03 at d = 64 two latents of one scene have cosine ~0.94
+    (hits at ``tau`` = 0.9) and latents of different scenes ~0 (misses).
+    """
+    g = torch.Generator().manual_seed(seed)
+    centres = random_unit(scenes, d, g)
+    rng = np.random.default_rng(seed)
+    idx = np.empty(frames, dtype=np.int64)
+    s = 0
+    for t in range(frames):
+        if t and rng.random() > stay:
+            s = int(rng.integers(scenes))
+        idx[t] = s
+    return F.normalize(centres[torch.from_numpy(idx)] + noise * torch.randn(frames, d, generator=g), dim=1)
+
+
+def bench_model(d: int = 64) -> tuple[SphericalAutoencoder, str]:
+    """The shipped autoencoder if its weights file exists, else a random-init one."""
+    if shipped_weights_path().is_file():
+        return load_autoencoder(), "shipped"
+    with torch.random.fork_rng():  # seeded, without touching the caller's global RNG
+        torch.manual_seed(0)
+        model = SphericalAutoencoder(d=d)
+    return model.eval().requires_grad_(False), "random-init"
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def _throughput(model: SphericalAutoencoder, d: int, frames: int, repeats: int | None,
+                budget_s: float, min_repeats: int, max_repeats: int) -> tuple[list[dict], list[dict]]:
+    hp = model.hparams
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(frames, 3, hp["height"], hp["width"], generator=g)
+    z = random_unit(frames, hp["d"], g)
+    enc, dec = model.encoder, model.decoder
+
+    def passes(net: torch.nn.Module, data: torch.Tensor, batch: int) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
+                for i in range(0, frames, batch):
+                    net(data[i: i + batch])
+        return run
+
+    fns = {("encode", BATCH): passes(enc, x, BATCH), ("encode", 1): passes(enc, x, 1),
+           ("decode", BATCH): passes(dec, z, BATCH), ("decode", 1): passes(dec, z, 1)}
+
+    stream = scene_stream(frames, d)
+    hit_rates = {}
+    for rule in ("nearest", "hopfield"):
+        cfg = LinkConfig(rule=rule, tau=TAU, beta=BETA, m_max=LINK_M_MAX, d=d, top_k=TOP_K)
+
+        def link(cfg: LinkConfig = cfg, rule: str = rule) -> None:
+            tx, rx = Transmitter(cfg), Receiver(cfg)
+            hits = 0
+            for t in range(frames):
+                rx.receive_latent(tx.send_latent(stream[t]))
+                hits += tx.last.hit
+            hit_rates[rule] = hits / frames
+
+        fns[(f"link:{rule}", 1)] = link
+
+    named = {f"{w}|{b}": fn for (w, b), fn in fns.items()}
+    samples = time_interleaved(named, repeats, min_block_s=0.0, budget_s=budget_s, min_repeats=min_repeats,
+                               max_repeats=max_repeats)
+    rows = []
+    for (what, batch) in fns:
+        ss = samples[f"{what}|{batch}"]
+        s = statistics.median(ss)
+        row = {"what": what, "batch": batch, "fps": frames / s, "seconds_per_frame": s / frames,
+               "samples": len(ss)}
+        if what.startswith("link:"):
+            row["hit_rate"] = hit_rates[what[5:]]
+        rows.append(row)
+    fps = {(r["what"], r["batch"]): r["fps"] for r in rows}
+    batching = [{"what": w, "batch": BATCH, "fps_batched": fps[(w, BATCH)], "fps_per_frame": fps[(w, 1)],
+                 "ratio": fps[(w, BATCH)] / fps[(w, 1)]} for w in ("encode", "decode")]
+    return rows, batching
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+def _retrieval(m: int, d: int, repeats: int | None, min_block_s: float, budget_s: float, min_repeats: int,
+               max_repeats: int, seed: int) -> list[dict]:
+    mem = filled_memory(m, d, seed)
+    p = mem.prototypes
+    g = torch.Generator().manual_seed(seed + 1)
+    j = int(torch.randint(m, (1,), generator=g))
+    # a query near a stored prototype (a plausible hit), and 64 random queries for the batch
+    z = F.normalize(p[j] + 0.05 * torch.randn(d, generator=g), dim=0)
+    q = random_unit(BATCH, d, g)
+    nearest, hopfield, paper = (R(TAU, BETA, TOP_K) for R in (NearestRule, HopfieldRule, PaperRule))
+
+    single = {
+        "floor": lambda: p @ z,
+        "nearest.decide": lambda: nearest.decide(z, mem),
+        f"hopfield.decide(top_k={TOP_K})": lambda: hopfield.decide(z, mem),
+        "paper.decide": lambda: paper.decide(z, mem),
+        "hopfield.readout": lambda: hopfield.readout(j, mem),
+    }
+    batch = {
+        "floor": lambda: q @ p.T,
+        f"hopfield_retrieve(B={BATCH})": lambda: hopfield_retrieve(q, p, BETA),
+    }
+    rows = []
+    for fns, floor_desc in ((single, "P @ z  (M,d)x(d)"), (batch, f"Q @ P.T  ({BATCH},d)x(d,M)")):
+        samples = time_interleaved(fns, repeats, min_block_s=min_block_s, budget_s=budget_s / 2,
+                                   min_repeats=min_repeats, max_repeats=max_repeats)
+        floor = statistics.median(samples["floor"])
+        for op, ss in samples.items():
+            if op == "floor":
+                continue
+            s = statistics.median(ss)
+            rows.append({"M": m, "d": d, "op": op, "seconds": s, "floor_seconds": floor,
+                         "ratio_to_floor": s / floor, "floor": floor_desc, "samples": len(ss)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 256, repeats: int | None = None,
+              quick: bool = False, seed: int = 0) -> dict:
+    """Run the CPU benchmark; returns a JSON-serialisable dict (see the module docstring).
+
+    ``repeats`` is the number of timed blocks (samples) per op; the default,
+    None, takes as many as fit a time budget (per memory size: 20 s, quick
+    2.5 s; throughput: 40 s, quick 3 s), between 3 and 25 (quick: 1 and 9),
+    so fast ops get many samples and the slowest a few (each row says how
+    many). ``quick`` also caps the throughput stream at 64 frames and
+    shortens the blocks; the whole quick run takes about 20 s on 2 cores, the
+    full run a couple of minutes.
+    """
+    if repeats is not None and repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    if frames < 1 or d < 1 or any(int(m) < 1 for m in sizes):
+        raise ValueError("frames, d and every memory size must be >= 1")
+    if quick:
+        frames = min(frames, 64)
+    # quick: short blocks, small budgets, and a single sample allowed for the slowest ops
+    min_block_s, min_repeats, max_repeats = (2e-3, 1, 9) if quick else (5e-3, 3, 25)
+    model, weights = bench_model(d)
+    throughput, batching = _throughput(model, d, frames, repeats, budget_s=3.0 if quick else 40.0,
+                                       min_repeats=min_repeats, max_repeats=max_repeats)
+    retrieval: list[dict] = []
+    for m in sizes:
+        retrieval += _retrieval(int(m), d, repeats, min_block_s, budget_s=2.5 if quick else 20.0,
+                                min_repeats=min_repeats, max_repeats=max_repeats, seed=seed)
+    return {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "weights": weights,
+        "quick": quick,
+        "repeats": "auto" if repeats is None else repeats,
+        "frames": frames,
+        "throughput": throughput,
+        "batching": batching,
+        "retrieval": retrieval,
+    }
+
+
+def _fmt_s(s: float) -> str:
+    if s < 0.99995e-3:
+        return f"{s * 1e6:.1f} µs"
+    if s < 0.999995:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def format_bench(result: dict) -> list:
+    """Rich tables for :func:`run_bench`'s result: throughput, batching, retrieval."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    head = f"{result['device']}, {result['threads']} threads, weights {result['weights']}"
+    t1 = Table(title=f"Throughput ({head})")
+    for c in ("what", "batch", "fps", "per frame", "hit rate", "n"):
+        t1.add_column(c, justify="left" if c == "what" else "right")
+    for r in result["throughput"]:
+        hr = r.get("hit_rate")
+        t1.add_row(escape(r["what"]), str(r["batch"]), f"{r['fps']:,.0f}", _fmt_s(r["seconds_per_frame"]),
+                   "" if hr is None else f"{hr:.2f}", str(r.get("samples", "")))
+
+    t2 = Table(title=f"Batching speed-up (fps batch {BATCH} / fps batch 1)")
+    for c in ("what", "fps batched", "fps per frame", "ratio"):
+        t2.add_column(c, justify="left" if c == "what" else "right")
+    for r in result.get("batching", []):
+        t2.add_row(r["what"], f"{r['fps_batched']:,.0f}", f"{r['fps_per_frame']:,.0f}", f"{r['ratio']:.1f}x")
+
+    t3 = Table(title=f"Retrieval vs memory size (median per call, {head})")
+    for c in ("M", "d", "op", "time", "floor", "floor op", "ratio", "n"):
+        t3.add_column(c, justify="left" if c in ("op", "floor op") else "right")
+    prev = None
+    for r in result["retrieval"]:
+        if prev is not None and r["M"] != prev:
+            t3.add_section()
+        prev = r["M"]
+        t3.add_row(f"{r['M']:,}", str(r["d"]), escape(r["op"]), _fmt_s(r["seconds"]), _fmt_s(r["floor_seconds"]),
+                   r.get("floor", ""), f"{r['ratio_to_floor']:.1f}x", str(r.get("samples", "")))
+    return [t1, t2, t3]

@@ -1,0 +1,194 @@
+"""The two endpoints of the semantic link: :class:`Transmitter` and :class:`Receiver`.
+
+The one rule: the receiver sees only bytes. The transmitter turns a frame into
+a message (:mod:`semcom.link.wire`); the receiver turns the message back into
+a latent and a frame, using its own copy of the memory. Both memories change
+only through what the message says, so they stay identical frame by frame.
+
+Per frame ``t`` (Section II-B of the Hopfield paper):
+
+* hit  (``H_t = 1``): send ``j*``; both sides reconstruct ``rule.readout(j*)``
+  and mark slot ``j*`` as used at ``t``;
+* miss (``H_t = 0``): send the codes of ``Q(z_t)``; both sides reconstruct
+  ``Q(z_t)`` and store it (append while ``M < m_max``, then per ``full_policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from semcom.config import LinkConfig
+from semcom.errors import SourceError, WeightsError, WireFormatError
+from semcom.frames import to_tensor, to_uint8
+from semcom.link import wire
+from semcom.memory import PrototypeMemory, make_rule
+from semcom.metrics.bits import paper_bits
+from semcom.quantization import dequantize, quantize
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What happened to one frame: decision, bits (stream, packet, eq. 3), memory size after it."""
+
+    t: int
+    hit: bool
+    index: int | None
+    score: float
+    wire_bits: int
+    packet_bits: int
+    paper_bits: int
+    memory_size: int
+    stored_slot: int | None
+
+
+class _Endpoint:
+    """State both endpoints share: the config, the memory, the rule, the frame counter."""
+
+    def __init__(self, config: LinkConfig):
+        self.config = config
+        self.memory = PrototypeMemory(config.d, config.m_max, config.full_policy)
+        self.rule = make_rule(config)
+        self.t = 0
+
+    def _apply_hit(self, index: int) -> torch.Tensor:
+        latent = self.rule.readout(index, self.memory)
+        self.memory.touch(index, self.t)
+        return latent
+
+    def _apply_miss(self, codes: np.ndarray) -> tuple[torch.Tensor, int | None]:
+        latent = dequantize(codes, self.config.latent_bits)
+        return latent, self.memory.write(latent, self.t)
+
+
+class Transmitter(_Endpoint):
+    """Encodes frames with ``f_theta`` and turns each latent into a wire message."""
+
+    def __init__(self, config: LinkConfig, encoder: nn.Module | None = None, weights_id: bytes = b"\0" * 4):
+        super().__init__(config)
+        self.encoder = encoder
+        self.weights_id = weights_id
+        self.last: FrameRecord | None = None
+        self.last_latent: torch.Tensor | None = None
+        self.last_message: wire.Message | None = None
+
+    def header(self, frames: int = 0) -> bytes:
+        """The stream header that opens the link (``frames`` = 0 when unknown)."""
+        return wire.StreamHeader(self.config, frames, self.weights_id).to_bytes()
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> torch.Tensor:
+        """``z = f_theta(x)`` for a batch of uint8 frames (B, H, W, 3) -> (B, d)."""
+        if self.encoder is None:
+            raise WeightsError("this transmitter has no encoder; use send_latent")
+        return self.encoder(to_tensor(frames))
+
+    def send(self, frame: np.ndarray) -> bytes:
+        """Encode one frame and return its message."""
+        return self.send_latent(self.encode(frame)[0])
+
+    def send_latent(self, z: torch.Tensor) -> bytes:
+        """Decide hit or miss for the unit-norm latent ``z`` (d,), update the memory, return the message.
+
+        ``self.last`` records the decision and bits; ``self.last_latent`` is
+        exactly what the receiver will reconstruct.
+        """
+        z = self._check_latent(z)
+        m_prev = self.memory.size
+        decision = self.rule.decide(z, self.memory)
+        slot = None
+        if decision.hit:
+            message = wire.HitMessage(decision.index)
+            packet = wire.encode_hit(decision.index, m_prev)
+            latent = self._apply_hit(decision.index)
+        else:
+            codes = quantize(z, self.config.latent_bits)
+            message = wire.MissMessage(codes.tobytes())
+            packet = wire.encode_miss(message.codes, m_prev)
+            latent, slot = self._apply_miss(codes)
+        self.last = FrameRecord(self.t, decision.hit, decision.index, decision.score,
+                                wire.message_bits(message, m_prev), 8 * len(packet),
+                                paper_bits(decision.hit, m_prev, self.config.d, self.config.latent_bits),
+                                self.memory.size, slot)
+        self.last_latent, self.last_message = latent, message
+        self.t += 1
+        return packet
+
+    def _check_latent(self, z: torch.Tensor) -> torch.Tensor:
+        z = torch.as_tensor(z)
+        if z.shape != (self.config.d,):
+            raise SourceError(f"latent of shape {tuple(z.shape)}, expected ({self.config.d},)")
+        if not bool(torch.isfinite(z).all()):
+            raise SourceError("latent contains NaN or infinite values")
+        return z.to(torch.float32)
+
+    def send_to_stream(self, z: torch.Tensor, writer: wire.BitWriter) -> None:
+        """:meth:`send_latent`, appending the message to a bit-packed stream instead."""
+        m_prev = self.memory.size
+        self.send_latent(z)
+        wire.write_message(writer, self.last_message, m_prev)
+
+
+class Receiver(_Endpoint):
+    """Turns wire messages back into latents (and frames with ``g_phi``)."""
+
+    def __init__(self, config: LinkConfig, decoder: nn.Module | None = None):
+        super().__init__(config)
+        self.decoder = decoder
+
+    @classmethod
+    def from_header(cls, header: bytes, decoder: nn.Module | None = None,
+                    weights_id: bytes | None = None) -> tuple[Receiver, wire.StreamHeader]:
+        """A receiver configured by a stream header; refuses a stream made with other weights."""
+        h = wire.StreamHeader.from_bytes(header)
+        if weights_id is not None and h.weights != weights_id:
+            raise WeightsError(f"stream was encoded with weights {h.weights.hex()}, "
+                               f"this receiver has {weights_id.hex()}")
+        return cls(h.config, decoder), h
+
+    def receive_latent(self, message: bytes) -> torch.Tensor:
+        """Decode exactly one packet into ``z^_t``; a rejected packet leaves the memory untouched."""
+        return self._apply(wire.decode_message(message, self.memory.size, self.config.d))
+
+    def _apply(self, msg: wire.Message) -> torch.Tensor:
+        if isinstance(msg, wire.HitMessage):
+            latent = self._apply_hit(msg.index)
+        else:
+            latent, _ = self._apply_miss(np.frombuffer(msg.codes, dtype=np.uint8))
+        self.t += 1
+        return latent
+
+    def iter_stream(self, data: bytes, frames: int, offset: int = wire.HEADER_SIZE) -> Iterator[torch.Tensor]:
+        """Decode the ``frames`` bit-packed messages of a whole stream (header, payload, CRC), one latent
+        per frame.
+
+        The payload CRC is checked before anything is decoded, and the payload must end with fewer
+        than 8 zero padding bits; anything else is rejected.
+        """
+        if frames <= 0:
+            raise WireFormatError("stream does not announce its number of frames")
+        reader = wire.BitReader(wire.stream_payload(data, offset))
+        for _ in range(frames):
+            pos = reader.pos
+            try:
+                msg = wire.read_stream_message(reader, self.memory.size, self.config.d)
+            except WireFormatError as exc:
+                raise WireFormatError(f"frame {self.t} at bit {pos}: {exc}") from None
+            yield self._apply(msg)
+        if reader.remaining >= 8 or reader.read(reader.remaining) != 0:
+            raise WireFormatError(f"{(reader.remaining + 7) // 8} unexpected bytes after the last frame")
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """``x^ = g_phi(z^)`` for latents (B, d) -> uint8 frames (B, H, W, 3)."""
+        if self.decoder is None:
+            raise WeightsError("this receiver has no decoder")
+        return to_uint8(self.decoder(latents))
+
+    def receive(self, message: bytes) -> np.ndarray:
+        """Decode one message into a uint8 frame (H, W, 3)."""
+        return self.decode(self.receive_latent(message)[None])[0]

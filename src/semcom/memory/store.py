@@ -1,0 +1,87 @@
+"""The shared memory of prototypes ``M_t = {mu_1, ..., mu_{M_t}}`` (Section II-A).
+
+Both endpoints hold one :class:`PrototypeMemory`. It changes only through
+:meth:`touch` (a hit) and :meth:`write` (a miss), whose arguments are
+computable from the bitstream, so both copies stay identical frame by frame.
+
+When the memory is full, ``full_policy`` decides what a miss does:
+``"none"`` is the paper's behaviour (``M_t = M_{t-1}``, nothing stored);
+``"lru"`` replaces the least recently used slot (lowest slot on a tie), a rule
+both sides apply identically because both see every hit and every miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from semcom.config import FullPolicy
+
+
+class PrototypeMemory:
+    """Unit-norm prototypes (float32) in slots ``0 .. size-1``, growing to ``m_max``."""
+
+    def __init__(self, d: int, m_max: int, full_policy: FullPolicy = "lru"):
+        self.d = d
+        self.m_max = m_max
+        self.full_policy = full_policy
+        self._data = torch.empty(min(m_max, 64), d)
+        self._last_used = np.zeros(min(m_max, 64), dtype=np.int64)
+        self.size = 0
+
+    @property
+    def prototypes(self) -> torch.Tensor:
+        """The stored prototypes, (size, d)."""
+        return self._data[: self.size]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _grow(self) -> None:
+        cap = min(self.m_max, 2 * self._data.shape[0])
+        data = torch.empty(cap, self.d)
+        data[: self.size] = self._data[: self.size]
+        used = np.zeros(cap, dtype=np.int64)
+        used[: self.size] = self._last_used[: self.size]
+        self._data, self._last_used = data, used
+
+    def touch(self, slot: int, t: int) -> None:
+        """Record that ``slot`` was used at frame ``t`` (a hit)."""
+        self._last_used[slot] = t
+
+    def slot_for_write(self) -> int | None:
+        """The slot the next :meth:`write` fills, or None when the memory keeps it out."""
+        if self.size < self.m_max:
+            return self.size
+        if self.full_policy == "lru":
+            return int(np.argmin(self._last_used[: self.size]))
+        return None
+
+    def write(self, latent: torch.Tensor, t: int) -> int | None:
+        """Store ``latent`` (d,) for frame ``t``; returns the slot, or None (full, policy ``none``)."""
+        if latent.shape != (self.d,):
+            raise ValueError(f"latent of shape {tuple(latent.shape)} does not fit a memory of dimension {self.d}")
+        slot = self.slot_for_write()
+        if slot is None:
+            return None
+        if slot == self.size:
+            if self.size == self._data.shape[0]:
+                self._grow()
+            self.size += 1
+        self._data[slot] = latent
+        self._last_used[slot] = t
+        return slot
+
+    def digest(self) -> str:
+        """SHA-256 of the exact state (prototypes and recency), to compare Tx and Rx."""
+        h = hashlib.sha256()
+        h.update(self.prototypes.contiguous().numpy().tobytes())
+        h.update(self._last_used[: self.size].tobytes())
+        return h.hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PrototypeMemory) and self.digest() == other.digest()
+
+    __hash__ = None  # mutable

@@ -1,0 +1,66 @@
+"""Loading and saving autoencoder weights with safetensors (no pickle).
+
+The shipped weights live in ``semcom/models/weights/``; ``semcom train``
+reproduces them. A weights file carries its hyper-parameters as metadata and
+is identified on the wire by a 4-byte fingerprint of its tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from semcom.errors import WeightsError
+from semcom.models.autoencoder import SphericalAutoencoder
+
+SHIPPED = "ae64_d64.safetensors"
+
+
+def shipped_weights_path() -> Path:
+    """Path of the weights that ship inside the package."""
+    return Path(str(resources.files("semcom.models") / "weights" / SHIPPED))
+
+
+def fingerprint(model: SphericalAutoencoder) -> bytes:
+    """4-byte SHA-256 fingerprint of the model's tensors, sent in the stream header."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.digest()[:4]
+
+
+def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool = True) -> Path:
+    """Save ``model`` to ``path`` (float16 by default: half the size, same decoded frames)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={k: str(v) for k, v in model.hparams.items()})
+    return path
+
+
+def load_autoencoder(path: str | Path | None = None) -> SphericalAutoencoder:
+    """Load an autoencoder from ``path`` (default: the shipped weights), in float32, eval mode."""
+    path = Path(path) if path is not None else shipped_weights_path()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        hparams = {k: int(meta[k]) for k in ("d", "height", "width", "base")}
+        tensors = load_file(str(path))
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    model = SphericalAutoencoder(**hparams)
+    try:
+        model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise WeightsError(f"weights {path} do not fit the autoencoder: {str(exc).splitlines()[0]}") from None
+    return model.eval().requires_grad_(False)

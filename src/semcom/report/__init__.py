@@ -1,0 +1,1 @@
+"""Tables, figures, videos and the HTML report of a run."""

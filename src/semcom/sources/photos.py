@@ -1,0 +1,62 @@
+"""Real photographs that ship inside installed packages.
+
+Nothing is downloaded: scikit-image's data folder and scikit-learn's sample
+images are part of their wheels. Grey-scale textures are stacked to RGB.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+#: scikit-image colour photographs (all shipped in the wheel's data folder).
+SKIMAGE_COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                  "motorcycle_left", "motorcycle_right", "retina", "immunohistochemistry")
+#: scikit-image grey-scale photographs and textures, stacked to RGB.
+SKIMAGE_GREY = ("camera", "brick", "grass", "gravel", "moon", "coins", "page", "text")
+#: scikit-learn sample images.
+SKLEARN = ("china", "flower")
+
+_SKIMAGE_FILES = {"rocket": "rocket.jpg", "hubble_deep_field": "hubble_deep_field.jpg",
+                  "retina": "retina.jpg", "immunohistochemistry": "ihc.png"}
+
+PHOTO_NAMES = SKIMAGE_COLOUR + SKIMAGE_GREY + SKLEARN
+
+
+def _to_rgb_uint8(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+@lru_cache(maxsize=None)
+def load_photo(name: str) -> np.ndarray:
+    """Return the bundled photograph ``name`` as an HxWx3 uint8 array (read-only)."""
+    from semcom.errors import SourceError
+
+    if name not in PHOTO_NAMES:
+        raise SourceError(f"unknown bundled photo {name!r}; choose from {', '.join(PHOTO_NAMES)}")
+    if name in SKLEARN:
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(f"{name}.jpg")
+    else:
+        import os
+
+        import skimage.data
+        from PIL import Image
+
+        path = os.path.join(skimage.data.data_dir, _SKIMAGE_FILES.get(name, f"{name}.png"))
+        img = np.asarray(Image.open(path).convert("RGB" if name in SKIMAGE_COLOUR else "L"))
+    img = _to_rgb_uint8(img)
+    img.setflags(write=False)
+    return img
+
+
+def bundled_photos(names: tuple[str, ...] = PHOTO_NAMES) -> dict[str, np.ndarray]:
+    """All bundled photographs by name."""
+    return {n: load_photo(n) for n in names}

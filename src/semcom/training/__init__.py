@@ -1,0 +1,1 @@
+"""Training loops, each a paper's algorithm."""
