@@ -10,8 +10,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from semcom.experiments.bench import (filled_memory, format_bench, run_bench, scene_stream,
-                                      time_interleaved)
+from semcom.experiments.bench import filled_memory, format_bench, run_bench, scene_stream, time_interleaved
 from semcom.models.weights import shipped_weights_path
 
 RETRIEVAL_OPS = {"nearest.decide", "hopfield.decide(top_k=4)", "paper.decide", "hopfield.readout",

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from semcom.config import LinkConfig
 from semcom.errors import WeightsError, WireFormatError
-from semcom.link import HEADER_SIZE, Receiver, StreamHeader, Transmitter
-from semcom.link.wire import pack_stream
-from semcom.link.wire import BitWriter, message_bits, symbol_bytes, write_message
+from semcom.link import HEADER_SIZE, Receiver, Transmitter
+from semcom.link.wire import BitWriter, message_bits, pack_stream, symbol_bytes, write_message
 from semcom.quantization import dequantize, quantize
 
 D = 16

@@ -9,8 +9,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from semcom.config import LinkConfig
-from semcom.memory import (RULES, HopfieldRule, NearestRule, PaperRule, PrototypeMemory, hopfield_retrieve,
-                           hopfield_weights, make_rule)
+from semcom.memory import (
+    RULES,
+    HopfieldRule,
+    NearestRule,
+    PaperRule,
+    PrototypeMemory,
+    hopfield_retrieve,
+    hopfield_weights,
+    make_rule,
+)
 from semcom.quantization import Q
 
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -10,8 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from semcom.metrics import (compression_ratio, index_bits, mse, paper_bits, psnr, psnr_per_frame,
-                            raw_bits_per_frame, reasoning_capacity, semantic_efficiency, ssim)
+from semcom.metrics import (
+    compression_ratio,
+    index_bits,
+    mse,
+    paper_bits,
+    psnr,
+    psnr_per_frame,
+    raw_bits_per_frame,
+    reasoning_capacity,
+    semantic_efficiency,
+    ssim,
+)
 
 # =========================================================================== eq. (3)
 

@@ -13,9 +13,23 @@ from pydantic import ValidationError
 
 from semcom.config import DEFAULT_BETA, DEFAULT_TAU, LinkConfig
 from semcom.errors import ConfigError, WireFormatError
-from semcom.link.wire import (HEADER_SIZE, BitReader, BitWriter, HitMessage, MissMessage, StreamHeader,
-                              decode_message, encode_hit, encode_miss, message_bits, read_message,
-                              read_stream_message, symbol_bits, symbol_bytes, write_message)
+from semcom.link.wire import (
+    HEADER_SIZE,
+    BitReader,
+    BitWriter,
+    HitMessage,
+    MissMessage,
+    StreamHeader,
+    decode_message,
+    encode_hit,
+    encode_miss,
+    message_bits,
+    read_message,
+    read_stream_message,
+    symbol_bits,
+    symbol_bytes,
+    write_message,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -87,8 +101,8 @@ def test_header_with_valid_crc_but_bad_content_is_a_wire_format_error():
     fmt = struct.Struct(">3sBBHIffBHHI4s")
     ok = (b"SCM", 1, 0x11, 64, 256, 20.0, 0.9, 4, 64, 64, 0, b"\0\0\0\0")
     assert StreamHeader.from_bytes(_with_crc(fmt.pack(*ok))).config == LinkConfig(tau=0.9, beta=20.0)
-    for i, value in ((2, 0x13), (2, 0x21), (3, 0), (4, 0), (4, 2**24 + 1), (5, 2e6), (5, 0.0), (6, 1.0), (6, float("nan")),
-                     (7, 0), (7, 65), (8, 24), (9, 0), (1, 2), (0, b"SCN")):
+    for i, value in ((2, 0x13), (2, 0x21), (3, 0), (4, 0), (4, 2**24 + 1), (5, 2e6), (5, 0.0), (6, 1.0),
+                     (6, float("nan")), (7, 0), (7, 65), (8, 24), (9, 0), (1, 2), (0, b"SCN")):
         fields = list(ok)
         fields[i] = value
         with pytest.raises(WireFormatError):

@@ -19,8 +19,15 @@ from semcom.errors import WireFormatError
 from semcom.link import Receiver, Transmitter
 from semcom.link.endpoints import FrameRecord
 from semcom.link.wire import HEADER_SIZE, TRAILER_SIZE, BitWriter, pack_stream
-from semcom.metrics import (compression_ratio, mse, psnr_per_frame, raw_bits_per_frame, reasoning_capacity,
-                            semantic_efficiency, ssim)
+from semcom.metrics import (
+    compression_ratio,
+    mse,
+    psnr_per_frame,
+    raw_bits_per_frame,
+    reasoning_capacity,
+    semantic_efficiency,
+    ssim,
+)
 from semcom.models import SphericalAutoencoder, fingerprint
 from semcom.sources import REGIMES, regime_clip, scenario_of
 

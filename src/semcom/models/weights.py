@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from semcom.errors import WeightsError
 from semcom.models.autoencoder import SphericalAutoencoder

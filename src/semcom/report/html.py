@@ -11,7 +11,8 @@ from semcom.report.tables import COLUMNS
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}img,video{max-width:100%}code{background:#f4f4f4;padding:1px 4px}"""
+td:nth-child(-n+3),th:nth-child(-n+3){text-align:left}img,video{max-width:100%}
+code{background:#f4f4f4;padding:1px 4px}"""
 
 
 def _table(rows: Sequence[dict]) -> str:

@@ -1,0 +1,25 @@
+"""``semcom bench``: throughput and retrieval time as ratios to a floor."""
+
+from __future__ import annotations
+
+from semcom.commands._common import out_console, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="throughput and retrieval time, as ratios to a floor in the same run")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(main=main)
+
+
+def main(args) -> int:
+    from semcom.experiments.bench import format_bench, run_bench
+
+    result = run_bench(quick=args.quick)
+    if args.json:
+        print_json(result)
+    else:
+        tables = format_bench(result)
+        for t in tables if isinstance(tables, (list, tuple)) else [tables]:
+            out_console.print(t)
+    return 0
