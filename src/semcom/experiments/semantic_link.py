@@ -88,15 +88,28 @@ def stream_latents(latents: torch.Tensor, link: LinkConfig, model: SphericalAuto
     return StreamResult(records, rx.decode(torch.stack(received)), len(data))
 
 
-def clip_metrics(frames: np.ndarray, result: StreamResult, b_raw: int, omega: float = 1.0) -> dict:
-    """Every figure of a row, from its definition (Section II-C and III-B, eqs. 3 and 5)."""
+def encode_clip(model: SphericalAutoencoder, regime: str, seed: int = 0,
+                frames: int | None = None) -> tuple[np.ndarray, torch.Tensor]:
+    """The frames of ``regime`` at the model's size and their latents ``z = f_theta(x)``."""
+    hp = model.hparams
+    clip = regime_clip(regime, seed=seed, frames=frames, height=hp["height"], width=hp["width"])
+    with torch.no_grad():
+        return clip, torch.cat([model.encoder(x) for x in _batches(clip)])
+
+
+def clip_metrics(frames: np.ndarray, result: StreamResult, b_raw: int, omega: float = 1.0,
+                 with_ssim: bool = True) -> dict:
+    """Every figure of a row, from its definition (Section II-C and III-B, eqs. 3 and 5).
+
+    ``with_ssim=False`` skips SSIM (NaN), the slow part, for calibration loops."""
     t = len(result.records)
     hits = sum(r.hit for r in result.records)
     paper_total = sum(r.paper_bits for r in result.records)
     wire_total = 8 * result.stream_bytes
     packet_total = sum(r.packet_bits for r in result.records)
     return _derived(t, hits, paper_total, wire_total, b_raw, omega, packet_total=packet_total,
-                    mse_sum=mse(frames, result.decoded) * t, ssim_sum=ssim(frames, result.decoded) * t,
+                    mse_sum=mse(frames, result.decoded) * t,
+                    ssim_sum=ssim(frames, result.decoded) * t if with_ssim else float("nan"),
                     memory_size=result.records[-1].memory_size,
                     new_latents=t - hits)
 
@@ -162,9 +175,7 @@ def run_semantic_link(cfg: RunConfig, model: SphericalAutoencoder,
     video_regime = cfg.video_regime if cfg.video_regime in cfg.regimes else cfg.regimes[0]
     video_rule = cfg.video_rule if cfg.video_rule in cfg.rules else cfg.rules[0]
     for regime in cfg.regimes:
-        frames = regime_clip(regime, seed=cfg.seed, frames=cfg.frames, height=hp["height"], width=hp["width"])
-        with torch.no_grad():
-            latents = torch.cat([model.encoder(x) for x in _batches(frames)])
+        frames, latents = encode_clip(model, regime, cfg.seed, cfg.frames)
         for rule in cfg.rules:
             link = cfg.link(rule, hp["d"], hp["height"], hp["width"])
             result = stream_latents(latents, link, model)

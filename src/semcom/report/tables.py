@@ -1,4 +1,4 @@
-"""Human tables (rich) of a run's rows and summaries."""
+"""Human tables (rich) of a run's rows; the same column specs serve the HTML report."""
 
 from __future__ import annotations
 
@@ -6,19 +6,36 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-COLUMNS = [("scenario", "scenario", "{}"), ("regime", "regime", "{}"), ("rule", "rule", "{}"),
-           ("frames", "T", "{}"), ("bits_per_frame_paper", "bits/frame eq.3", "{:.2f}"),
-           ("bits_per_frame_wire", "bits/frame wire", "{:.2f}"), ("hit_rate", "hit rate", "{:.3f}"),
-           ("compression_ratio", "gamma", "{:.0f}"), ("reasoning_capacity", "C_R", "{:.2f}"),
-           ("psnr_db", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("memory_size", "M", "{}")]
+Column = tuple[str, str, str]  # (key, label, format)
+
+COLUMNS: list[Column] = [
+    ("scenario", "scenario", "{}"), ("regime", "regime", "{}"), ("rule", "rule", "{}"), ("frames", "T", "{}"),
+    ("bits_per_frame_paper", "bits/frame eq.3", "{:.2f}"), ("bits_per_frame_wire", "bits/frame wire", "{:.2f}"),
+    ("hit_rate", "hit rate", "{:.3f}"), ("compression_ratio", "gamma", "{:.0f}"),
+    ("reasoning_capacity", "C_R", "{:.2f}"), ("psnr_db", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+    ("memory_size", "M", "{}")]
+
+TEXT_KEYS = {"scenario", "regime", "rule", "system", "reason"}
 
 
-def rows_table(rows: Sequence[dict], title: str, drop: Sequence[str] = ()) -> Table:
-    """A rich table of ``rows`` with the standard columns (minus ``drop``)."""
+def cell(row: dict, key: str, fmt: str) -> str:
+    """``fmt`` applied to ``row[key]``; '-' for a missing or null value."""
+    value = row.get(key)
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def rows_table(rows: Sequence[dict], title: str, drop: Sequence[str] = (),
+               columns: Sequence[Column] = COLUMNS) -> Table:
+    """A rich table of ``rows`` with ``columns`` (minus ``drop``)."""
     table = Table(title=title, title_justify="left")
-    cols = [c for c in COLUMNS if c[0] not in drop]
+    cols = [c for c in columns if c[0] not in drop]
     for key, label, _ in cols:
-        table.add_column(label, justify="left" if key in ("scenario", "regime", "rule") else "right")
+        table.add_column(label, justify="left" if key in TEXT_KEYS else "right")
     for r in rows:
-        table.add_row(*(fmt.format(r[key]) for key, _, fmt in cols))
+        table.add_row(*(cell(r, key, fmt) for key, _, fmt in cols))
     return table

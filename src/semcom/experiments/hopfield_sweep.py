@@ -1,0 +1,118 @@
+"""Figures 1 and 2 of the Hopfield paper from one tau sweep of the VQ (``nearest``) and Hopfield rules.
+
+* Fig. 1a: bit reduction of Hopfield over VQ, ``1 - bits_H / bits_V``, against tau, per scenario.
+* Fig. 1b: new-latent transmissions over time for both rules on the gradual-drift regimes.
+* Fig. 2: rate-distortion-reuse: bits per frame against distortion (MSE) over the tau sweep, coloured by
+  hit rate, both rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from semcom.experiments.hopfield_common import ReproConfig, evaluate, link_for, scenario_clips  # noqa: E402
+from semcom.experiments.semantic_link import stream_latents  # noqa: E402
+from semcom.models import SphericalAutoencoder  # noqa: E402
+
+SWEEP_RULES = ("nearest", "hopfield")
+MARKERS = {"nearest": "o", "hopfield": "^"}
+
+
+def tau_sweep(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None) -> dict:
+    """Pooled scenario summaries for every (scenario, rule, tau); plus per-frame miss series for Fig. 1b."""
+    clips = scenario_clips(model, cfg)
+    rows = []
+    for scenario, sc_clips in clips.items():
+        for rule in SWEEP_RULES:
+            for tau in cfg.taus:
+                s, _ = evaluate(model, sc_clips, link_for(cfg, rule, tau, model), scenario)
+                rows.append({k: v for k, v in s.items() if k != "ssim"} | {"rule": rule, "tau": tau})
+            if progress:
+                progress(f"{scenario}/{rule}")
+    return {"rows": rows, "reduction": bit_reduction(rows), "new_latents": new_latent_series(clips, cfg, model)}
+
+
+def bit_reduction(rows: list[dict]) -> list[dict]:
+    """``1 - bits_H / bits_V`` at each (scenario, tau), both accountings (Fig. 1a)."""
+    by = {(r["scenario"], r["rule"], r["tau"]): r for r in rows}
+    out = []
+    for (scenario, rule, tau), h in by.items():
+        v = by.get((scenario, "nearest", tau))
+        if rule == "hopfield" and v is not None:
+            out.append({"scenario": scenario, "tau": tau,
+                        "reduction_wire": 1 - h["bits_per_frame_wire"] / v["bits_per_frame_wire"],
+                        "reduction_paper": 1 - h["bits_per_frame_paper"] / v["bits_per_frame_paper"]})
+    return out
+
+
+def new_latent_series(clips: dict, cfg: ReproConfig, model: SphericalAutoencoder, tau: float | None = None) -> dict:
+    """Per-frame miss indicators of both rules on the GRADUAL_DRIFT regimes (Fig. 1b), at the median sweep tau."""
+    tau = tau if tau is not None else float(np.median(cfg.taus))
+    out = {"tau": tau}
+    for regime, (_, latents) in clips["GRADUAL_DRIFT"].items():
+        for rule in SWEEP_RULES:
+            result = stream_latents(latents, link_for(cfg, rule, tau, model), model)
+            out[f"{regime}/{rule}"] = [int(not r.hit) for r in result.records]
+    return out
+
+
+def figure1(results: dict, out: Path) -> list[Path]:
+    """Fig. 1a and Fig. 1b as PNG files in ``out``."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    red = results["reduction"]
+    for scenario in dict.fromkeys(r["scenario"] for r in red):
+        pts = sorted((r["tau"], 100 * r["reduction_wire"]) for r in red if r["scenario"] == scenario)
+        ax.plot(*zip(*pts), marker="o", label=scenario)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(xlabel="tau", ylabel="bit reduction of Hopfield over VQ (%)", title="Fig. 1a (wire bits)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    a = out / "fig1a_bit_reduction.png"
+    fig.savefig(a, dpi=110)
+    plt.close(fig)
+
+    series = {k: v for k, v in results["new_latents"].items() if k != "tau"}
+    regimes = list(dict.fromkeys(k.split("/")[0] for k in series))
+    fig, axes = plt.subplots(len(regimes), 1, figsize=(8, 2.2 * len(regimes)), squeeze=False)
+    for ax, regime in zip(axes[:, 0], regimes):
+        for i, rule in enumerate(SWEEP_RULES):
+            miss = np.flatnonzero(series[f"{regime}/{rule}"])
+            ax.vlines(miss, i, i + 0.8, color=("#1f77b4", "#d62728")[i], label=f"{rule} NEW ({len(miss)})")
+        tau = results["new_latents"]["tau"]
+        ax.set(yticks=[], xlabel="frame", title=f"{regime}: new-latent transmissions, tau={tau}")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    b = out / "fig1b_new_latents.png"
+    fig.savefig(b, dpi=110)
+    plt.close(fig)
+    return [a, b]
+
+
+def figure2(results: dict, out: Path) -> list[Path]:
+    """Fig. 2: bits per frame against MSE over the tau sweep, coloured by hit rate, per rule."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    rows = results["rows"]
+    sc = None
+    for rule in SWEEP_RULES:
+        pts = [r for r in rows if r["rule"] == rule]
+        sc = ax.scatter([r["mse"] for r in pts], [r["bits_per_frame_wire"] for r in pts],
+                        c=[r["hit_rate"] for r in pts], cmap="viridis", vmin=0, vmax=1, marker=MARKERS[rule],
+                        label=rule, edgecolor="black", lw=0.4)
+    ax.set(xlabel="distortion (MSE)", ylabel="bits per frame (wire)", yscale="log",
+           title="Fig. 2: rate-distortion-reuse (tau sweep, all scenarios)")
+    fig.colorbar(sc, ax=ax, label="hit rate")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "fig2_rate_distortion_reuse.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
