@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from semcom.config import LinkConfig
 from semcom.errors import WeightsError, WireFormatError
 from semcom.link import HEADER_SIZE, Receiver, Transmitter
+from semcom.link.coding import FixedWriter
 from semcom.link.wire import BitWriter, message_bits, pack_stream, symbol_bytes, write_message
 from semcom.quantization import dequantize, quantize
 
@@ -254,14 +255,14 @@ def test_iter_stream_yields_the_same_latents(rule, policy):
 def test_send_to_stream_writes_the_same_stream():
     cfg = LinkConfig(rule="hopfield", d=D, m_max=4, tau=0.9, beta=8.0)
     zs = synthetic_latents(11, t=30)
-    a, b, writer, ref = Transmitter(cfg), Transmitter(cfg), BitWriter(), BitWriter()
+    a, b, writer, ref = Transmitter(cfg), Transmitter(cfg), FixedWriter(), BitWriter()
     for z in zs:
         m_prev = a.memory.size
         a.send_latent(z)
         write_message(ref, a.last_message, m_prev)
         b.send_to_stream(z, writer)
         assert a.last == b.last and torch.equal(a.last_latent, b.last_latent)
-    assert writer.getvalue() == ref.getvalue() and writer.bits == ref.bits
+    assert writer.getvalue() == ref.getvalue() and writer.bits.bits == ref.bits
     assert a.memory == b.memory
 
 

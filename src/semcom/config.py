@@ -21,6 +21,7 @@ DEFAULT_BETA = 100.0
 
 RuleName = Literal["nearest", "hopfield", "paper"]
 FullPolicy = Literal["none", "lru"]
+Coding = Literal["fixed", "adaptive"]
 
 
 class LinkConfig(BaseModel):
@@ -29,6 +30,8 @@ class LinkConfig(BaseModel):
     ``tau`` is the similarity threshold of eq. (1), ``beta`` the inverse
     temperature of eq. (4), ``m_max`` the memory capacity, ``d`` the latent
     dimension and ``latent_bits`` the bits per dimension of eq. (2)'s ``Q``.
+    ``coding`` is how a stream's messages become bits: ``fixed`` (eq. 3's
+    fixed-length fields) or ``adaptive`` (arithmetic coding, :mod:`semcom.link.coding`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -40,6 +43,7 @@ class LinkConfig(BaseModel):
     d: int = Field(64, ge=1, le=4096)
     latent_bits: Literal[8] = 8
     full_policy: FullPolicy = "lru"
+    coding: Coding = "fixed"
     top_k: int = Field(4, ge=1, le=64)
     height: int = Field(64, ge=8, le=4096)
     width: int = Field(64, ge=8, le=4096)

@@ -44,8 +44,8 @@ def progress(total: int, label: str, quiet: bool):
 def link_config(args, rule: str, model) -> LinkConfig:
     hp = model.hparams
     return validated(LinkConfig, rule=rule, tau=args.tau, beta=args.beta, m_max=args.m_max,
-                     full_policy=args.full_policy, top_k=args.top_k, d=hp["d"], height=hp["height"],
-                     width=hp["width"])
+                     full_policy=args.full_policy, coding=args.coding, top_k=args.top_k, d=hp["d"],
+                     height=hp["height"], width=hp["width"])
 
 
 def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
@@ -59,6 +59,8 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
     p.add_argument("--m-max", type=int, default=256, help="memory capacity M_max")
     p.add_argument("--full-policy", default="lru", choices=["none", "lru"],
                    help="when full: 'none' stores nothing (the paper), 'lru' replaces the least recently used")
+    p.add_argument("--coding", default="fixed", choices=["fixed", "adaptive"],
+                   help="stream coding: fixed-length fields (the paper) or adaptive arithmetic coding")
     p.add_argument("--top-k", type=int, default=4, help="candidates the hopfield rule re-scores")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (regimes: default per regime)")
     p.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from semcom.frames import to_uint8
     from semcom.link import Transmitter
-    from semcom.link.wire import BitWriter, pack_stream
+    from semcom.link.wire import pack_stream
     from semcom.metrics import psnr, ssim
     from semcom.sources import open_source
 
@@ -34,7 +34,7 @@ def main(args) -> int:
     source = open_source(args.source, height=link.height, width=link.width, frames=args.frames, seed=args.seed)
     frames = source.frames
     tx = Transmitter(link, model.encoder, fingerprint(model))
-    writer = BitWriter()
+    writer = tx.stream_writer()
     latents, records = [], []
     with progress(len(frames), "encoding", args.json) as step:
         for frame in frames:

@@ -63,10 +63,11 @@ def scenario_clips(model: SphericalAutoencoder, cfg: ReproConfig) -> Clips:
     return {sc: {r: encode_clip(model, r, cfg.seed, cfg.frames) for r in regimes} for sc, regimes in SCENARIOS.items()}
 
 
-def link_for(cfg: ReproConfig, rule: str, tau: float, model: SphericalAutoencoder) -> LinkConfig:
+def link_for(cfg: ReproConfig, rule: str, tau: float, model: SphericalAutoencoder,
+             coding: str = "fixed") -> LinkConfig:
     hp = model.hparams
     return validated(LinkConfig, rule=rule, tau=tau, beta=cfg.beta, m_max=cfg.m_max, full_policy=cfg.full_policy,
-                     top_k=cfg.top_k, d=hp["d"], height=hp["height"], width=hp["width"])
+                     coding=coding, top_k=cfg.top_k, d=hp["d"], height=hp["height"], width=hp["width"])
 
 
 def evaluate(model: SphericalAutoencoder, clips: dict, link: LinkConfig, scenario: str,

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from semcom.config import DEFAULT_BETA, DEFAULT_TAU, FullPolicy, LinkConfig, RuleName, validated
+from semcom.config import DEFAULT_BETA, DEFAULT_TAU, Coding, FullPolicy, LinkConfig, RuleName, validated
 from semcom.errors import WireFormatError
 from semcom.link import Receiver, Transmitter
 from semcom.link.endpoints import FrameRecord
-from semcom.link.wire import HEADER_SIZE, TRAILER_SIZE, BitWriter, pack_stream
+from semcom.link.wire import HEADER_SIZE, TRAILER_SIZE, pack_stream
 from semcom.metrics import (
     compression_ratio,
     mse,
@@ -43,6 +43,7 @@ class RunConfig(BaseModel):
     beta: float = Field(DEFAULT_BETA, gt=0.0, le=1e6)
     m_max: int = Field(256, ge=1)
     full_policy: FullPolicy = "lru"
+    coding: Coding = "fixed"
     top_k: int = Field(4, ge=1, le=64)
     seed: int = 0
     frames: int | None = Field(None, ge=1, le=100000)
@@ -53,7 +54,7 @@ class RunConfig(BaseModel):
 
     def link(self, rule: str, d: int, height: int, width: int) -> LinkConfig:
         return validated(LinkConfig, rule=rule, tau=self.tau, beta=self.beta, m_max=self.m_max, d=d,
-                         full_policy=self.full_policy, top_k=self.top_k, height=height, width=width)
+                         full_policy=self.full_policy, coding=self.coding, top_k=self.top_k, height=height, width=width)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def stream_latents(latents: torch.Tensor, link: LinkConfig, model: SphericalAuto
     and check that the two memories agree after every frame."""
     wid = fingerprint(model)
     tx = Transmitter(link, model.encoder, wid)
-    writer = BitWriter()
+    writer = tx.stream_writer()
     records, tx_digests = [], []
     for z in latents:
         tx.send_to_stream(z, writer)

@@ -26,6 +26,7 @@ from semcom.config import LinkConfig
 from semcom.errors import SourceError, WeightsError, WireFormatError
 from semcom.frames import to_tensor, to_uint8
 from semcom.link import wire
+from semcom.link.coding import StreamWriter, stream_reader, stream_writer
 from semcom.memory import PrototypeMemory, make_rule
 from semcom.metrics.bits import paper_bits
 from semcom.quantization import dequantize, quantize
@@ -91,10 +92,11 @@ class Transmitter(_Endpoint):
         """Encode one frame and return its message."""
         return self.send_latent(self.encode(frame)[0])
 
-    def send_latent(self, z: torch.Tensor) -> bytes:
-        """Decide hit or miss for the unit-norm latent ``z`` (d,), update the memory, return the message.
+    def send_latent(self, z: torch.Tensor, writer: StreamWriter | None = None) -> bytes:
+        """Decide hit or miss for the unit-norm latent ``z`` (d,), update the memory, return the packet.
 
-        ``self.last`` records the decision and bits; ``self.last_latent`` is
+        With a stream ``writer``, the message is also appended to it (coded against the memory as it
+        was before the message). ``self.last`` records the decision and bits; ``self.last_latent`` is
         exactly what the receiver will reconstruct.
         """
         z = self._check_latent(z)
@@ -104,11 +106,15 @@ class Transmitter(_Endpoint):
         if decision.hit:
             message = wire.HitMessage(decision.index)
             packet = wire.encode_hit(decision.index, m_prev)
-            latent = self._apply_hit(decision.index)
         else:
             codes = quantize(z, self.config.latent_bits)
             message = wire.MissMessage(codes.tobytes())
             packet = wire.encode_miss(message.codes, m_prev)
+        if writer is not None:
+            writer.write(message, self.memory)
+        if decision.hit:
+            latent = self._apply_hit(decision.index)
+        else:
             latent, slot = self._apply_miss(codes)
         self.last = FrameRecord(self.t, decision.hit, decision.index, decision.score,
                                 wire.message_bits(message, m_prev), 8 * len(packet),
@@ -126,11 +132,13 @@ class Transmitter(_Endpoint):
             raise SourceError("latent contains NaN or infinite values")
         return z.to(torch.float32)
 
-    def send_to_stream(self, z: torch.Tensor, writer: wire.BitWriter) -> None:
-        """:meth:`send_latent`, appending the message to a bit-packed stream instead."""
-        m_prev = self.memory.size
-        self.send_latent(z)
-        wire.write_message(writer, self.last_message, m_prev)
+    def stream_writer(self) -> StreamWriter:
+        """A writer for this link's stream coding (``config.coding``)."""
+        return stream_writer(self.config.coding)
+
+    def send_to_stream(self, z: torch.Tensor, writer: StreamWriter) -> None:
+        """:meth:`send_latent`, appending the message to a stream ``writer``."""
+        self.send_latent(z, writer)
 
 
 class Receiver(_Endpoint):
@@ -171,16 +179,14 @@ class Receiver(_Endpoint):
         """
         if frames <= 0:
             raise WireFormatError("stream does not announce its number of frames")
-        reader = wire.BitReader(wire.stream_payload(data, offset))
+        reader = stream_reader(self.config.coding, wire.stream_payload(data, offset))
         for _ in range(frames):
-            pos = reader.pos
             try:
-                msg = wire.read_stream_message(reader, self.memory.size, self.config.d)
+                msg = reader.read(self.memory, self.config.d)
             except WireFormatError as exc:
-                raise WireFormatError(f"frame {self.t} at bit {pos}: {exc}") from None
+                raise WireFormatError(f"frame {self.t}: {exc}") from None
             yield self._apply(msg)
-        if reader.remaining >= 8 or reader.read(reader.remaining) != 0:
-            raise WireFormatError(f"{(reader.remaining + 7) // 8} unexpected bytes after the last frame")
+        reader.finish()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:

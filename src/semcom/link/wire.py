@@ -29,6 +29,7 @@ MAGIC = b"SCM"
 VERSION = 1
 RULE_IDS = {"nearest": 0, "hopfield": 1, "paper": 2}
 POLICY_IDS = {"none": 0, "lru": 1}
+ADAPTIVE_FLAG = 0x80  # flags bit 7: adaptive arithmetic coding of the stream
 _HEADER = struct.Struct(">3sBBHIffBHHI4s")
 HEADER_SIZE = _HEADER.size + 4  # + CRC-32 of the header fields
 
@@ -216,7 +217,7 @@ class StreamHeader:
 
     def to_bytes(self) -> bytes:
         c = self.config
-        flags = RULE_IDS[c.rule] | POLICY_IDS[c.full_policy] << 4
+        flags = RULE_IDS[c.rule] | POLICY_IDS[c.full_policy] << 4 | (ADAPTIVE_FLAG if c.coding == "adaptive" else 0)
         body = _HEADER.pack(MAGIC, VERSION, flags, c.d, c.m_max, c.beta, c.tau, c.top_k,
                             c.height, c.width, self.frames, self.weights)
         return body + zlib.crc32(body).to_bytes(4, "big")
@@ -236,10 +237,12 @@ class StreamHeader:
             raise WireFormatError("stream header is corrupted (CRC mismatch)")
         rules = {v: k for k, v in RULE_IDS.items()}
         policies = {v: k for k, v in POLICY_IDS.items()}
+        coding = "adaptive" if flags & ADAPTIVE_FLAG else "fixed"
+        flags &= ~ADAPTIVE_FLAG
         if (flags & 0xF) not in rules or (flags >> 4) not in policies:
             raise WireFormatError(f"stream header has unknown rule/policy flags {flags:#04x}")
         try:
-            config = validated(LinkConfig, rule=rules[flags & 0xF], full_policy=policies[flags >> 4],
+            config = validated(LinkConfig, rule=rules[flags & 0xF], full_policy=policies[flags >> 4], coding=coding,
                                d=d, m_max=m_max, beta=beta, tau=tau, top_k=top_k, height=h, width=w)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None

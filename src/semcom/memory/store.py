@@ -36,6 +36,13 @@ class PrototypeMemory:
         """The stored prototypes, (size, d)."""
         return self._data[: self.size]
 
+    @property
+    def last_used(self) -> np.ndarray:
+        """Frame of last use of each stored prototype (read-only view), (size,)."""
+        view = self._last_used[: self.size]
+        view.flags.writeable = False
+        return view
+
     def __len__(self) -> int:
         return self.size
 
