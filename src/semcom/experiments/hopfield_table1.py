@@ -39,8 +39,9 @@ def rule_rows(model, clips, cfg: ReproConfig, rule: str, scenario: str, target: 
 def _row(model, clips, cfg: ReproConfig, rule: str, scenario: str, cal, coding: str) -> dict:
     s, _ = evaluate(model, clips, link_for(cfg, rule, cal.tau, model, coding), scenario, with_ssim=True)
     return {"scenario": scenario, "system": rule if coding == "fixed" else f"{rule}+ac", "coding": coding,
-            "tau": cal.tau, "psnr_db": s["psnr_db"], "ssim": s["ssim"], "bits_per_frame_paper": s["bits_per_frame_paper"],
-            "bits_per_frame_wire": s["bits_per_frame_wire"], "hit_rate": s["hit_rate"],
+            "tau": cal.tau, "psnr_db": s["psnr_db"], "ssim": s["ssim"],
+            "bits_per_frame_paper": s["bits_per_frame_paper"], "bits_per_frame_wire": s["bits_per_frame_wire"],
+            "hit_rate": s["hit_rate"],
             "reasoning_capacity": s["reasoning_capacity"],
             "reasoning_capacity_paper": s["reasoning_capacity_paper"], "target_db": cal.target_db,
             "frames": s["frames"], "hits": s["hits"], "bits_wire": s["bits_wire"], "bits_paper": s["bits_paper"],
