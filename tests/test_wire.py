@@ -65,7 +65,7 @@ headers = st.builds(StreamHeader, config=configs, frames=st.integers(0, 2**32 - 
 @given(headers)
 def test_header_round_trip(h):
     data = h.to_bytes()
-    assert len(data) == HEADER_SIZE == 36
+    assert len(data) == HEADER_SIZE == 41
     back = StreamHeader.from_bytes(data)
     assert back == h
     assert back.config.model_dump() == h.config.model_dump()
@@ -98,11 +98,12 @@ def _with_crc(body: bytes) -> bytes:
 
 
 def test_header_with_valid_crc_but_bad_content_is_a_wire_format_error():
-    fmt = struct.Struct(">3sBBHIffBHHI4s")
-    ok = (b"SCM", 1, 0x11, 64, 256, 20.0, 0.9, 4, 64, 64, 0, b"\0\0\0\0")
+    fmt = struct.Struct(">3sBBHIffBHHI4sBf")
+    ok = (b"SCM", 1, 0x11, 64, 256, 20.0, 0.9, 4, 64, 64, 0, b"\0\0\0\0", 0, 0.995)
     assert StreamHeader.from_bytes(_with_crc(fmt.pack(*ok))).config == LinkConfig(tau=0.9, beta=20.0)
     for i, value in ((2, 0x13), (2, 0x21), (3, 0), (4, 0), (4, 2**24 + 1), (5, 2e6), (5, 0.0), (6, 1.0),
-                     (6, float("nan")), (7, 0), (7, 65), (8, 24), (9, 0), (1, 2), (0, b"SCN")):
+                     (6, float("nan")), (7, 0), (7, 65), (8, 24), (9, 0), (1, 2), (0, b"SCN"), (12, 9),
+                     (13, 1.5), (13, 0.0)):
         fields = list(ok)
         fields[i] = value
         with pytest.raises(WireFormatError):

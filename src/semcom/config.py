@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from semcom.errors import ConfigError
 
@@ -32,6 +32,8 @@ class LinkConfig(BaseModel):
     dimension and ``latent_bits`` the bits per dimension of eq. (2)'s ``Q``.
     ``coding`` is how a stream's messages become bits: ``fixed`` (eq. 3's
     fixed-length fields) or ``adaptive`` (arithmetic coding, :mod:`semcom.link.coding`).
+    ``residual_bits > 0`` turns on residual refinement (eq. 2's ``epsilon_t``): a hit whose
+    score lies in ``[tau, tau_refine)`` also carries ``d`` residual codes of that many bits.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -44,11 +46,19 @@ class LinkConfig(BaseModel):
     latent_bits: Literal[8] = 8
     full_policy: FullPolicy = "lru"
     coding: Coding = "fixed"
+    residual_bits: int = Field(0, ge=0, le=8)
+    tau_refine: float = Field(0.995, gt=0.0, lt=1.0)
     top_k: int = Field(4, ge=1, le=64)
     height: int = Field(64, ge=8, le=4096)
     width: int = Field(64, ge=8, le=4096)
 
-    @field_validator("tau", "beta", mode="before")
+    @model_validator(mode="after")
+    def _refine_above_tau(self):
+        if self.residual_bits and self.tau_refine <= self.tau:
+            raise ValueError(f"tau_refine={self.tau_refine} must exceed tau={self.tau} when residual_bits > 0")
+        return self
+
+    @field_validator("tau", "beta", "tau_refine", mode="before")
     @classmethod
     def _float32(cls, v):
         """Round to float32, the precision of the stream header, before the range checks, so both
@@ -72,5 +82,7 @@ def validated(model: type[BaseModel], **values) -> BaseModel:
         return model(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or model.__name__
+        if not err["loc"]:  # a check across fields
+            raise ConfigError(f"invalid {model.__name__}: {err['msg'].removeprefix('Value error, ')}") from None
+        field = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid {field}={err.get('input')!r}: {err['msg']}") from None

@@ -45,6 +45,7 @@ def link_config(args, rule: str, model) -> LinkConfig:
     hp = model.hparams
     return validated(LinkConfig, rule=rule, tau=args.tau, beta=args.beta, m_max=args.m_max,
                      full_policy=args.full_policy, coding=args.coding, top_k=args.top_k, d=hp["d"],
+                     residual_bits=args.residual_bits, tau_refine=args.tau_refine,
                      height=hp["height"], width=hp["width"])
 
 
@@ -61,6 +62,9 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
                    help="when full: 'none' stores nothing (the paper), 'lru' replaces the least recently used")
     p.add_argument("--coding", default="fixed", choices=["fixed", "adaptive"],
                    help="stream coding: fixed-length fields (the paper) or adaptive arithmetic coding")
+    p.add_argument("--residual-bits", type=int, default=0,
+                   help="residual refinement: bits per dimension of eq. 2's epsilon on hits below --tau-refine")
+    p.add_argument("--tau-refine", type=float, default=0.995, help="hits scoring below this carry a residual")
     p.add_argument("--top-k", type=int, default=4, help="candidates the hopfield rule re-scores")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (regimes: default per regime)")
     p.add_argument("--seed", type=int, default=0)

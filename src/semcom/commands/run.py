@@ -39,7 +39,7 @@ def main(args) -> int:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
     cfg = validated(RunConfig, rules=tuple(dict.fromkeys(args.rules)), regimes=regimes, tau=args.tau,
                     beta=args.beta, m_max=args.m_max, full_policy=args.full_policy, coding=args.coding,
-                    top_k=args.top_k,
+                    top_k=args.top_k, residual_bits=args.residual_bits, tau_refine=args.tau_refine,
                     seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega)
     for rule in cfg.rules:  # validate every link config before the long work starts
         cfg.link(rule, 64, 64, 64)

@@ -1,57 +1,215 @@
-"""``semcom train``: train the autoencoder."""
+"""``semcom train``: train the autoencoder, run the Hopfield paper's Algorithm 1, or train the beta-VAE.
+
+``--algorithm autoencoder`` (default) is the plain MSE loop that reproduces the
+shipped weights; ``algorithm1`` is the joint training of encoder, decoder and
+tau under the Lagrangian (7) (:mod:`semcom.training.algorithm1`), usually as a
+fine-tuning stage from ``--init`` weights; ``beta-vae`` trains the beta-VAE
+encoder variant (:mod:`semcom.training.beta_vae`). ``--out DIR`` writes the
+run's record: ``config.json``, ``results.json`` and, for Algorithm 1, the
+per-epoch ``trajectories.json`` and ``trajectories.png``.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from semcom.commands._common import out_console, print_json, progress
+from semcom.commands._common import jsonable, out_console, print_json, progress
 from semcom.config import validated
+from semcom.errors import ConfigError
 from semcom.models import fingerprint
+
+ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train the autoencoder (default config reproduces the shipped weights)")
+    p = sub.add_parser("train", help="train the autoencoder (default config reproduces the shipped weights), "
+                       "or run Algorithm 1 / the beta-VAE")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="autoencoder",
+                   help="autoencoder: plain MSE training (default); algorithm1: the Hopfield paper's Algorithm 1, "
+                   "Lagrangian (7); beta-vae: the beta-VAE encoder variant")
     p.add_argument("--images", default=None, help="a folder of images or a video file to train on "
-                    "(default: the photographs bundled with scikit-image and scikit-learn)")
+                   "(default: the photographs bundled with scikit-image and scikit-learn; "
+                   "for algorithm1, the content regimes rendered with seeds >= --train-seed)")
     p.add_argument("-o", "--output", type=Path, default=Path("ae.safetensors"))
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="run folder for config.json, results.json and, "
+                   "for algorithm1, trajectories.json and trajectories.png")
+    p.add_argument("--init", type=Path, default=None, help="start from these weights (algorithm1, beta-vae)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (algorithm1: steps per epoch)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of Algorithm 1 (one dual step each)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per batch (algorithm1: clips per batch)")
+    p.add_argument("--clip-frames", type=int, default=None, help="algorithm1: frames per training clip")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--d", type=int, default=None, help="latent dimension")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--d0", type=float, default=None, help="algorithm1: target distortion D0 (MSE); default "
+                   "0.5 dB below the --init (or shipped) model's every-frame-a-miss PSNR")
+    p.add_argument("--alpha", type=float, default=None, help="algorithm1: sharpness of the soft hit")
+    p.add_argument("--tau-init", type=float, default=None)
+    p.add_argument("--tau-mode", choices=("gradient", "grid"), default=None,
+                   help="algorithm1: tau by gradient steps or by a grid search once per epoch")
+    p.add_argument("--eta-tau", type=float, default=None)
+    p.add_argument("--lambda-init", type=float, default=None)
+    p.add_argument("--eta-lambda", type=float, default=None, help="algorithm1: step size of the dual step (8)")
+    p.add_argument("--encoder", choices=("autoencoder", "beta-vae"), default=None,
+                   help="algorithm1: the encoder it trains")
+    p.add_argument("--beta-kl", type=float, default=None, help="beta-VAE KL weight per pixel value")
+    p.add_argument("--train-seed", type=int, default=None, help="algorithm1: first regime seed (eval uses 0)")
+    p.add_argument("--regimes", nargs="+", default=None, help="algorithm1: the content regimes to train on")
+    p.add_argument("--pool-seeds", type=int, default=None, help="algorithm1: rendered clips per regime")
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
 
+#: Options that only some algorithms take: option -> (config field, algorithms that take it).
+_ONLY = {
+    "init": ("init", ("algorithm1", "beta-vae")),
+    "epochs": ("epochs", ("algorithm1",)),
+    "clip_frames": ("clip_frames", ("algorithm1",)),
+    "d0": ("d0", ("algorithm1",)),
+    "alpha": ("alpha", ("algorithm1",)),
+    "tau_init": ("tau_init", ("algorithm1",)),
+    "tau_mode": ("tau_mode", ("algorithm1",)),
+    "eta_tau": ("eta_tau", ("algorithm1",)),
+    "lambda_init": ("lambda_init", ("algorithm1",)),
+    "eta_lambda": ("eta_lambda", ("algorithm1",)),
+    "encoder": ("encoder", ("algorithm1",)),
+    "beta_kl": ("beta_kl", ("algorithm1", "beta-vae")),
+    "train_seed": ("train_seed", ("algorithm1",)),
+    "regimes": ("regimes", ("algorithm1",)),
+    "pool_seeds": ("pool_seeds", ("algorithm1",)),
+}
+
+
+def _check_options(args) -> None:
+    for opt, (_, algos) in _ONLY.items():
+        if getattr(args, opt) is not None and args.algorithm not in algos:
+            flag = "--" + opt.replace("_", "-")
+            raise ConfigError(f"{flag} applies to --algorithm {' / '.join(algos)}, not {args.algorithm}")
+
+
+def _images(args) -> tuple[list, str]:
+    if args.images:
+        from semcom.sources import open_source
+
+        return list(open_source(args.images, height=512, width=512).frames), args.images
+    from semcom.sources.photos import bundled_photos
+
+    return list(bundled_photos().values()), "bundled photographs"
+
+
 def main(args) -> int:
+    _check_options(args)
+    t0 = time.perf_counter()
+    if args.algorithm == "algorithm1":
+        summary, model, extra = _algorithm1(args)
+    elif args.algorithm == "beta-vae":
+        summary, model, extra = _beta_vae(args)
+    else:
+        summary, model, extra = _autoencoder(args)
+    summary = {"algorithm": args.algorithm, "output": str(extra.pop("path"))} | summary
+    summary |= {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint(model).hex()}
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "config.json").write_text(json.dumps({"algorithm": args.algorithm, **summary["config"]},
+                                                         indent=2, default=jsonable))
+        (args.out / "results.json").write_text(json.dumps(summary | extra, indent=2, default=jsonable))
+        summary["out"] = str(args.out)
+    if args.json:
+        print_json(summary)
+    else:
+        line = f"{args.algorithm} on {summary['data']}: final MSE {summary['final_mse']:.5f}"
+        if args.algorithm == "algorithm1":
+            line += f", tau {summary['tau']:.4f}, lambda {summary['lambda']:.4g}, D0 {summary['d0']:.5f}"
+        out_console.print(f"{line} ({summary['seconds']} s) -> {summary['output']}"
+                          + (f"; run folder {args.out}" if args.out else ""))
+    return 0
+
+
+def _autoencoder(args):
     from semcom.models import save_autoencoder
     from semcom.training.autoencoder import TrainConfig, train_autoencoder
 
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                                    "d": args.d, "seed": args.seed}.items() if v is not None}
     cfg = validated(TrainConfig, **overrides)
-    if args.images:
-        from semcom.sources import open_source
-
-        images = list(open_source(args.images, height=512, width=512).frames)
-        data_name = args.images
-    else:
-        from semcom.sources.photos import bundled_photos
-
-        images, data_name = list(bundled_photos().values()), "bundled photographs"
-    t0 = time.perf_counter()
+    images, data_name = _images(args)
     with progress(cfg.steps, "training", args.json) as step:
         model, losses = train_autoencoder(images, cfg, progress=lambda s, loss: step(f"mse {loss:.4f}"))
     path = save_autoencoder(model, args.output)
-    summary = {"output": str(path), "data": data_name, "config": cfg.model_dump(), "final_mse":
-               float(np.mean(losses[-50:])), "seconds": round(time.perf_counter() - t0, 1),
-               "fingerprint": fingerprint(model).hex()}
-    if args.json:
-        print_json(summary)
-    else:
-        out_console.print(f"trained on {data_name}: final MSE {summary['final_mse']:.5f} "
-                          f"({summary['seconds']} s) -> {path}")
-    return 0
+    return ({"data": data_name, "config": cfg.model_dump(), "final_mse": float(np.mean(losses[-50:]))},
+            model, {"path": path, "losses": losses})
+
+
+def _load_init(args):
+    if args.init is None:
+        return None
+    from semcom.models import load_autoencoder
+
+    return load_autoencoder(args.init)
+
+
+def _beta_vae(args):
+    from semcom.training.algorithm1 import save_trained
+    from semcom.training.beta_vae import BetaVAEConfig, train_beta_vae
+
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                   "d": args.d, "seed": args.seed, "beta_kl": args.beta_kl}.items()
+                 if v is not None}
+    cfg = validated(BetaVAEConfig, **overrides)
+    init = _load_init(args)
+    images, data_name = _images(args)
+    with progress(cfg.steps, "beta-VAE", args.json) as step:
+        vae, log = train_beta_vae(images, cfg, init=init,
+                                  progress=lambda s, r: step(f"mse {r['mse']:.4f} kl {r['kl']:.1f}"))
+    model = vae.to_autoencoder()
+    path = save_trained(model, args.output, kind="beta-vae-mean", algorithm="beta-vae", beta_kl=cfg.beta_kl)
+    summary = {"data": data_name, "config": cfg.model_dump() | {"init": str(args.init) if args.init else None},
+               "final_mse": float(np.mean([r["mse"] for r in log[-50:]])),
+               "final_kl": float(np.mean([r["kl"] for r in log[-50:]]))}
+    return summary, model, {"path": path, "log": log}
+
+
+def _algorithm1(args):
+    from semcom.training.algorithm1 import Algorithm1Config, save_trained, train_algorithm1, write_trajectories
+
+    fields = {"steps_per_epoch": args.steps, "clips_per_batch": args.batch_size, "lr": args.lr, "d": args.d,
+              "seed": args.seed, "epochs": args.epochs, "clip_frames": args.clip_frames, "d0": args.d0,
+              "alpha": args.alpha, "tau_init": args.tau_init, "tau_mode": args.tau_mode,
+              "eta_tau": args.eta_tau, "lambda_init": args.lambda_init, "eta_lambda": args.eta_lambda,
+              "encoder": args.encoder, "beta_kl": args.beta_kl, "train_seed": args.train_seed,
+              "regimes": tuple(args.regimes) if args.regimes else None, "pool_seeds": args.pool_seeds}
+    overrides = {k: v for k, v in fields.items() if v is not None}
+    images, data_name = (), "content regimes (seeds from train_seed)"
+    if args.images:
+        images, data_name = _images(args)
+        overrides["source"] = "crops"
+    cfg = validated(Algorithm1Config, **overrides)
+    init = _load_init(args)
+    reference = init
+    if cfg.d0 is None and init is None:
+        from semcom.models import load_autoencoder
+
+        reference = load_autoencoder()
+        if reference.hparams != {"d": cfg.d, "height": cfg.height, "width": cfg.width, "base": cfg.base}:
+            raise ConfigError("d0 has no default for a model shaped unlike the shipped one: pass --d0 or --init")
+    total = cfg.epochs * cfg.steps_per_epoch
+    with progress(total, "algorithm 1", args.json) as step:
+        result = train_algorithm1(cfg, init=init, images=images, reference=reference,
+                                  progress=lambda e, s, r: step(f"epoch {e + 1} D {r['distortion']:.4f} "
+                                                                f"tau {r['tau']:.3f} lambda {r['lambda']:.3g}"))
+    model = result.export()
+    path = save_trained(model, args.output, kind="autoencoder" if cfg.encoder == "autoencoder" else "beta-vae-mean",
+                        algorithm="algorithm1", tau=f"{result.tau:.6f}", d0=f"{result.d0:.6g}")
+    last = result.history[-1]
+    summary = {"data": data_name, "config": cfg.model_dump() | {"init": str(args.init) if args.init else None},
+               "final_mse": last["distortion_hard"], "tau": result.tau, "lambda": result.lam, "d0": result.d0,
+               "hit_rate": last["hit_rate"], "bits_per_frame": last["bits_per_frame"]}
+    extra = {"path": path, "history": result.history}
+    if args.out is not None:
+        files = write_trajectories(result, args.out, config=summary["config"])
+        summary["trajectories"] = {k: str(v) for k, v in files.items()}
+    return summary, model, extra

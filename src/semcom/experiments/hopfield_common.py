@@ -45,6 +45,8 @@ class ReproConfig(BaseModel):
     tau_hi: float = Field(0.9999, gt=0.0, lt=1.0)
     iters: int = Field(18, ge=1, le=60)
     taus: tuple[float, ...] = (0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.993, 0.995, 0.997, 0.999)
+    residual_bits: int = Field(2, ge=1, le=8, description="b_res per dimension of the +res systems")
+    refine_fraction: float = Field(0.75, gt=0.0, lt=1.0)
     codecs: tuple[str, ...] = ("jpeg", "webp", "h264", "hevc", "av1")
     quick: bool = False
 
@@ -64,10 +66,15 @@ def scenario_clips(model: SphericalAutoencoder, cfg: ReproConfig) -> Clips:
 
 
 def link_for(cfg: ReproConfig, rule: str, tau: float, model: SphericalAutoencoder,
-             coding: str = "fixed") -> LinkConfig:
+             coding: str = "fixed", residual: bool = False) -> LinkConfig:
+    """The link of ``rule`` at ``tau``; with ``residual``, hits in the lower ``refine_fraction`` of
+    ``[tau, 1)`` carry ``residual_bits`` per dimension (``tau_refine = tau + refine_fraction (1 - tau)``)."""
     hp = model.hparams
+    extra = {}
+    if residual:
+        extra = {"residual_bits": cfg.residual_bits, "tau_refine": tau + cfg.refine_fraction * (1 - tau)}
     return validated(LinkConfig, rule=rule, tau=tau, beta=cfg.beta, m_max=cfg.m_max, full_policy=cfg.full_policy,
-                     coding=coding, top_k=cfg.top_k, d=hp["d"], height=hp["height"], width=hp["width"])
+                     coding=coding, top_k=cfg.top_k, d=hp["d"], height=hp["height"], width=hp["width"], **extra)
 
 
 def evaluate(model: SphericalAutoencoder, clips: dict, link: LinkConfig, scenario: str,

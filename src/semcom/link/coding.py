@@ -17,7 +17,8 @@ reproducible at the receiver from what it has already decoded.
       most recently used; ties broken by slot), a miss as one more symbol; so
       the "same prototype again" of a stable scene costs a fraction of a bit;
     * the ``d`` codes of a miss: one shared model over the 256 code values,
-      fixed within a miss and updated after it.
+      fixed within a miss and updated after it; likewise the residual codes
+      of a refined hit (residual mode), whose ranks have their own counts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from semcom.config import Coding
+from semcom.config import LinkConfig
 from semcom.errors import WireFormatError
 from semcom.link import wire
 from semcom.memory import PrototypeMemory
@@ -45,22 +46,24 @@ class StreamReader(Protocol):
 class FixedWriter:
     """Fixed-length message bits (eq. 3 plus the hit/miss symbol), bit-packed."""
 
-    def __init__(self) -> None:
+    def __init__(self, residual_bits: int = 0) -> None:
         self.bits = wire.BitWriter()
+        self.residual_bits = residual_bits
 
     def write(self, msg: wire.Message, memory: PrototypeMemory) -> None:
-        wire.write_message(self.bits, msg, memory.size)
+        wire.write_message(self.bits, msg, memory.size, self.residual_bits)
 
     def getvalue(self) -> bytes:
         return self.bits.getvalue()
 
 
 class FixedReader:
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, residual_bits: int = 0) -> None:
         self.bits = wire.BitReader(payload)
+        self.residual_bits = residual_bits
 
     def read(self, memory: PrototypeMemory, d: int) -> wire.Message:
-        return wire.read_stream_message(self.bits, memory.size, d)
+        return wire.read_stream_message(self.bits, memory.size, d, self.residual_bits)
 
     def finish(self) -> None:
         r = self.bits
@@ -68,33 +71,44 @@ class FixedReader:
             raise WireFormatError(f"{(r.remaining + 7) // 8} unexpected bytes after the last frame")
 
 
-class _AdaptiveModels:
-    """The adaptive frequency counts both ends keep in step."""
+def _categorical(counts: np.ndarray):
+    import constriction
 
-    def __init__(self) -> None:
-        self.rank_counts = np.ones(0, dtype=np.float64)
+    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+def _grown(counts: np.ndarray, n: int) -> np.ndarray:
+    return counts if len(counts) >= n else np.concatenate([counts, np.ones(n - len(counts))])
+
+
+class _AdaptiveModels:
+    """The adaptive frequency counts both ends keep in step (all start at 1)."""
+
+    def __init__(self, residual_bits: int) -> None:
+        self.residual = residual_bits > 0
+        self.rank_counts = np.ones(0)
+        self.refine_counts = np.ones(0)
         self.miss_count = 1.0
-        self.code_counts = np.ones(256, dtype=np.float64)
+        self.code_counts = np.ones(256)
+        self.residual_counts = np.ones(1 << residual_bits)
 
     def symbol_model(self, m: int):
-        import constriction
-
-        if len(self.rank_counts) < m:
-            self.rank_counts = np.concatenate([self.rank_counts, np.ones(m - len(self.rank_counts))])
-        counts = np.append(self.rank_counts[:m], self.miss_count)
-        return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
-
-    def code_model(self):
-        import constriction
-
-        return constriction.stream.model.Categorical(self.code_counts / self.code_counts.sum(), perfect=False)
+        self.rank_counts = _grown(self.rank_counts, m)
+        parts = [self.rank_counts[:m]]
+        if self.residual:
+            self.refine_counts = _grown(self.refine_counts, m)
+            parts.append(self.refine_counts[:m])
+        return _categorical(np.concatenate([*parts, [self.miss_count]]))
 
     def update(self, symbol: int, m: int, codes: np.ndarray | None) -> None:
-        if symbol == m:
+        if symbol < m:
+            self.rank_counts[symbol] += 1
+        elif self.residual and symbol < 2 * m:
+            self.refine_counts[symbol - m] += 1
+            self.residual_counts += np.bincount(codes, minlength=len(self.residual_counts))
+        else:
             self.miss_count += 1
             self.code_counts += np.bincount(codes, minlength=256)
-        else:
-            self.rank_counts[symbol] += 1
 
 
 def recency_rank(memory: PrototypeMemory, slot: int) -> int:
@@ -112,55 +126,68 @@ def slot_of_rank(memory: PrototypeMemory, rank: int) -> int:
 class AdaptiveWriter:
     """Range-coded messages with adaptive models (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, residual_bits: int = 0) -> None:
         import constriction
 
         self.encoder = constriction.stream.queue.RangeEncoder()
-        self.models = _AdaptiveModels()
+        self.models = _AdaptiveModels(residual_bits)
 
     def write(self, msg: wire.Message, memory: PrototypeMemory) -> None:
-        m = memory.size
-        symbol = recency_rank(memory, msg.index) if isinstance(msg, wire.HitMessage) else m
-        codes = None
+        m, models = memory.size, self.models
+        miss = (2 if models.residual else 1) * m
+        if isinstance(msg, wire.MissMessage):
+            symbol, counts = miss, models.code_counts
+        else:
+            symbol = recency_rank(memory, msg.index) + (m if isinstance(msg, wire.RefineMessage) else 0)
+            counts = models.residual_counts if isinstance(msg, wire.RefineMessage) else None
         if m > 0:
-            self.encoder.encode(np.array([symbol], dtype=np.int32), self.models.symbol_model(m))
-        if symbol == m:
+            self.encoder.encode(np.array([symbol], dtype=np.int32), models.symbol_model(m))
+        codes = None
+        if counts is not None:
             codes = np.frombuffer(msg.codes, dtype=np.uint8).astype(np.int32)
-            self.encoder.encode(codes, self.models.code_model())
-        self.models.update(symbol, m, codes)
+            self.encoder.encode(codes, _categorical(counts))
+        models.update(symbol, m, codes)
 
     def getvalue(self) -> bytes:
         return self.encoder.get_compressed().astype(">u4").tobytes()
 
 
 class AdaptiveReader:
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, residual_bits: int = 0) -> None:
         import constriction
 
         if len(payload) % 4:
             raise WireFormatError(f"adaptive payload of {len(payload)} bytes is not a whole number of 32-bit words")
         words = np.frombuffer(payload, dtype=">u4").astype(np.uint32)
         self.decoder = constriction.stream.queue.RangeDecoder(words)
-        self.models = _AdaptiveModels()
+        self.models = _AdaptiveModels(residual_bits)
 
     def read(self, memory: PrototypeMemory, d: int) -> wire.Message:
-        m = memory.size
-        symbol = int(self.decoder.decode(self.models.symbol_model(m), 1)[0]) if m > 0 else 0
+        m, models = memory.size, self.models
+        miss = (2 if models.residual else 1) * m
+        symbol = int(self.decoder.decode(models.symbol_model(m), 1)[0]) if m > 0 else 0
         if symbol < m:
-            self.models.update(symbol, m, None)
+            models.update(symbol, m, None)
             return wire.HitMessage(slot_of_rank(memory, symbol))
-        codes = np.asarray(self.decoder.decode(self.models.code_model(), d), dtype=np.int64)
-        self.models.update(symbol, m, codes)
-        return wire.MissMessage(codes.astype(np.uint8).tobytes())
+        counts = models.code_counts if symbol == miss else models.residual_counts
+        codes = np.asarray(self.decoder.decode(_categorical(counts), d), dtype=np.int64)
+        models.update(symbol, m, codes)
+        if symbol == miss:
+            return wire.MissMessage(codes.astype(np.uint8).tobytes())
+        return wire.RefineMessage(slot_of_rank(memory, symbol - m), codes.astype(np.uint8).tobytes())
 
     def finish(self) -> None:
         if not self.decoder.maybe_exhausted():
             raise WireFormatError("unexpected data after the last frame of the adaptive stream")
 
 
-def stream_writer(coding: Coding) -> StreamWriter:
-    return AdaptiveWriter() if coding == "adaptive" else FixedWriter()
+def stream_writer(config: LinkConfig) -> StreamWriter:
+    """The writer for ``config.coding`` (and its residual mode)."""
+    cls = AdaptiveWriter if config.coding == "adaptive" else FixedWriter
+    return cls(config.residual_bits)
 
 
-def stream_reader(coding: Coding, payload: bytes) -> StreamReader:
-    return AdaptiveReader(payload) if coding == "adaptive" else FixedReader(payload)
+def stream_reader(config: LinkConfig, payload: bytes) -> StreamReader:
+    """The reader for ``config.coding`` over a stream's payload."""
+    cls = AdaptiveReader if config.coding == "adaptive" else FixedReader
+    return cls(payload, config.residual_bits)

@@ -10,7 +10,10 @@ Per frame ``t`` (Section II-B of the Hopfield paper):
 * hit  (``H_t = 1``): send ``j*``; both sides reconstruct ``rule.readout(j*)``
   and mark slot ``j*`` as used at ``t``;
 * miss (``H_t = 0``): send the codes of ``Q(z_t)``; both sides reconstruct
-  ``Q(z_t)`` and store it (append while ``M < m_max``, then per ``full_policy``).
+  ``Q(z_t)`` and store it (append while ``M < m_max``, then per ``full_policy``);
+* refined hit (residual mode, a hit scoring below ``tau_refine``): send ``j*`` and
+  the residual codes; both sides reconstruct ``normalize(readout + e^)``
+  (:mod:`semcom.quantization.residual`); the memory changes as on a hit.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from semcom.link.coding import StreamWriter, stream_reader, stream_writer
 from semcom.memory import PrototypeMemory, make_rule
 from semcom.metrics.bits import paper_bits
 from semcom.quantization import dequantize, quantize
+from semcom.quantization.residual import quantize_residual, refine, residual_range
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class FrameRecord:
     paper_bits: int
     memory_size: int
     stored_slot: int | None
+    refined: bool = False
 
 
 class _Endpoint:
@@ -56,14 +61,21 @@ class _Endpoint:
         self.rule = make_rule(config)
         self.t = 0
 
-    def _apply_hit(self, index: int) -> torch.Tensor:
-        latent = self.rule.readout(index, self.memory)
-        self.memory.touch(index, self.t)
-        return latent
+    @property
+    def residual_range(self) -> float:
+        return residual_range(self.config.tau, self.config.d)
 
-    def _apply_miss(self, codes: np.ndarray) -> tuple[torch.Tensor, int | None]:
-        latent = dequantize(codes, self.config.latent_bits)
-        return latent, self.memory.write(latent, self.t)
+    def _apply(self, msg: wire.Message) -> tuple[torch.Tensor, int | None]:
+        """What both ends do with a message: the latent ``z^_t`` (eq. 2) and the slot written, if any."""
+        if isinstance(msg, wire.MissMessage):
+            latent = dequantize(np.frombuffer(msg.codes, dtype=np.uint8), self.config.latent_bits)
+            return latent, self.memory.write(latent, self.t)
+        latent = self.rule.readout(msg.index, self.memory)
+        if isinstance(msg, wire.RefineMessage):
+            latent = refine(latent, np.frombuffer(msg.codes, dtype=np.uint8), self.config.residual_bits,
+                            self.residual_range)
+        self.memory.touch(msg.index, self.t)
+        return latent, None
 
 
 class Transmitter(_Endpoint):
@@ -100,29 +112,32 @@ class Transmitter(_Endpoint):
         exactly what the receiver will reconstruct.
         """
         z = self._check_latent(z)
-        m_prev = self.memory.size
+        m_prev, b_res = self.memory.size, self.config.residual_bits
         decision = self.rule.decide(z, self.memory)
-        slot = None
-        if decision.hit:
-            message = wire.HitMessage(decision.index)
-            packet = wire.encode_hit(decision.index, m_prev)
-        else:
-            codes = quantize(z, self.config.latent_bits)
-            message = wire.MissMessage(codes.tobytes())
-            packet = wire.encode_miss(message.codes, m_prev)
+        message = self._message(z, decision)
+        packet = wire.encode_packet(message, m_prev, b_res)
         if writer is not None:
             writer.write(message, self.memory)
-        if decision.hit:
-            latent = self._apply_hit(decision.index)
-        else:
-            latent, slot = self._apply_miss(codes)
+        latent, slot = self._apply(message)
+        refined = isinstance(message, wire.RefineMessage)
         self.last = FrameRecord(self.t, decision.hit, decision.index, decision.score,
-                                wire.message_bits(message, m_prev), 8 * len(packet),
-                                paper_bits(decision.hit, m_prev, self.config.d, self.config.latent_bits),
-                                self.memory.size, slot)
+                                wire.message_bits(message, m_prev, b_res), 8 * len(packet),
+                                paper_bits(decision.hit, m_prev, self.config.d, self.config.latent_bits)
+                                + (self.config.d * b_res if refined else 0),
+                                self.memory.size, slot, refined)
         self.last_latent, self.last_message = latent, message
         self.t += 1
         return packet
+
+    def _message(self, z: torch.Tensor, decision) -> wire.Message:
+        """Miss, hit, or (residual mode, score below ``tau_refine``) refined hit."""
+        if not decision.hit:
+            return wire.MissMessage(quantize(z, self.config.latent_bits).tobytes())
+        if self.config.residual_bits and decision.score < self.config.tau_refine:
+            e = z - self.rule.readout(decision.index, self.memory)
+            codes = quantize_residual(e, self.config.residual_bits, self.residual_range)
+            return wire.RefineMessage(decision.index, codes.tobytes())
+        return wire.HitMessage(decision.index)
 
     def _check_latent(self, z: torch.Tensor) -> torch.Tensor:
         z = torch.as_tensor(z)
@@ -134,7 +149,7 @@ class Transmitter(_Endpoint):
 
     def stream_writer(self) -> StreamWriter:
         """A writer for this link's stream coding (``config.coding``)."""
-        return stream_writer(self.config.coding)
+        return stream_writer(self.config)
 
     def send_to_stream(self, z: torch.Tensor, writer: StreamWriter) -> None:
         """:meth:`send_latent`, appending the message to a stream ``writer``."""
@@ -160,13 +175,11 @@ class Receiver(_Endpoint):
 
     def receive_latent(self, message: bytes) -> torch.Tensor:
         """Decode exactly one packet into ``z^_t``; a rejected packet leaves the memory untouched."""
-        return self._apply(wire.decode_message(message, self.memory.size, self.config.d))
+        return self._receive(wire.decode_message(message, self.memory.size, self.config.d,
+                                                 self.config.residual_bits))
 
-    def _apply(self, msg: wire.Message) -> torch.Tensor:
-        if isinstance(msg, wire.HitMessage):
-            latent = self._apply_hit(msg.index)
-        else:
-            latent, _ = self._apply_miss(np.frombuffer(msg.codes, dtype=np.uint8))
+    def _receive(self, msg: wire.Message) -> torch.Tensor:
+        latent, _ = self._apply(msg)
         self.t += 1
         return latent
 
@@ -179,13 +192,13 @@ class Receiver(_Endpoint):
         """
         if frames <= 0:
             raise WireFormatError("stream does not announce its number of frames")
-        reader = stream_reader(self.config.coding, wire.stream_payload(data, offset))
+        reader = stream_reader(self.config, wire.stream_payload(data, offset))
         for _ in range(frames):
             try:
                 msg = reader.read(self.memory, self.config.d)
             except WireFormatError as exc:
                 raise WireFormatError(f"frame {self.t}: {exc}") from None
-            yield self._apply(msg)
+            yield self._receive(msg)
         reader.finish()
 
     @torch.no_grad()
