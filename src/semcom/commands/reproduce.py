@@ -24,11 +24,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from semcom.config import validated
-    from semcom.experiments.hopfield_common import ReproConfig
     from semcom.experiments.registry import REPRODUCTIONS
-    from semcom.report.html import table_html, write_page
-    from semcom.report.tables import rows_table
 
     if args.list or not args.name:
         if args.json:
@@ -36,13 +32,42 @@ def main(args) -> int:
         else:
             for n, r in REPRODUCTIONS.items():
                 out_console.print(f"[bold]{n}[/bold]  {r.description}")
+            out_console.print("[bold]all[/bold]  every one of them, each in its own sub-folder")
         return 0
-    if args.name not in REPRODUCTIONS:
-        raise ConfigError(f"unknown reproduction {args.name!r} (choose from {', '.join(REPRODUCTIONS)})")
-    repro = REPRODUCTIONS[args.name]
-    cfg = ReproConfig.quick_version(seed=args.seed) if args.quick else validated(ReproConfig, seed=args.seed)
+    names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
+    for name in names:
+        if name not in REPRODUCTIONS:
+            raise ConfigError(f"unknown reproduction {name!r} (choose from {', '.join(REPRODUCTIONS)}, all)")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = args.out or Path("runs") / f"{args.name}-{stamp}"
     model = load_autoencoder(args.weights)
-    out = args.out or Path("runs") / f"{repro.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    t0 = time.perf_counter()
+    collected = {}
+    for name in names:
+        out = root / name if len(names) > 1 else root
+        collected[name] = _reproduce(REPRODUCTIONS[name], args, model, out)
+    if len(names) > 1:
+        total = time.perf_counter() - t0
+        (root / "timing.json").write_text(json.dumps({"seconds": round(total, 1), "quick": args.quick,
+                                                      "each": {n: r["meta"]["seconds"] for n, r in collected.items()}},
+                                                     indent=2))
+        if args.json:
+            print_json(collected)
+        else:
+            out_console.print(f"all reproductions: {root}  ({total:.0f} s)")
+    elif args.json:
+        print_json(collected[names[0]])
+    return 0
+
+
+def _reproduce(repro, args, model, out: Path) -> dict:
+    """Run one reproduction into ``out``; print its tables unless --json; return its results."""
+    from semcom.config import validated
+    from semcom.experiments.hopfield_common import ReproConfig
+    from semcom.report.html import table_html, write_page
+    from semcom.report.tables import rows_table
+
+    cfg = ReproConfig.quick_version(seed=args.seed) if args.quick else validated(ReproConfig, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with progress(repro.steps(cfg), repro.name, args.json) as step:
@@ -54,13 +79,14 @@ def main(args) -> int:
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=jsonable))
     blocks = [f"<p>{repro.description}. {seconds:.0f} s{' (--quick)' if args.quick else ''}.</p>"]
+    blocks += [f"<p>{note}</p>" for note in outcome.notes]
     for title, rows, cols in outcome.tables:
         blocks += [f"<h2>{title}</h2>", table_html(rows, cols)]
     write_page(out, f"semcom reproduce {repro.name}", blocks, outcome.figures, config=config)
-    if args.json:
-        print_json(results)
-        return 0
-    for title, rows, cols in outcome.tables:
-        out_console.print(rows_table(rows, title, columns=cols))
-    out_console.print(f"run folder: {out}  ({seconds:.0f} s)")
-    return 0
+    if not args.json:
+        for title, rows, cols in outcome.tables:
+            out_console.print(rows_table(rows, title, columns=cols))
+        for note in outcome.notes:
+            out_console.print(note)
+        out_console.print(f"run folder: {out}  ({seconds:.0f} s)")
+    return results

@@ -64,18 +64,50 @@ def _table1(cfg, model, progress: Progress, out: Path) -> Outcome:
 def _sweep(figure: str):
     def run(cfg, model, progress: Progress, out: Path) -> Outcome:
         from semcom.experiments import hopfield_sweep as hs
+        from semcom.experiments.hopfield_theory import theorem1_monotonicity
 
         res = hs.tau_sweep(cfg, model, progress)
         figs = hs.figure1(res, out) if figure == "fig1" else hs.figure2(res, out)
         tables = [("tau sweep (pooled per scenario)", res["rows"], SWEEP_COLUMNS)]
+        notes = []
         if figure == "fig1":
             tables.append(("Fig. 1a: bit reduction of hopfield over nearest", res["reduction"],
                            [("scenario", "scenario", "{}"), ("tau", "tau", "{:.3f}"),
                             ("reduction_wire", "reduction (wire)", "{:.1%}"),
                             ("reduction_paper", "reduction (eq.3)", "{:.1%}")]))
-        return Outcome(res, figs, tables)
+            res["theorem1"] = theorem1_monotonicity(res["rows"], group_key=("scenario", "rule"))
+            notes.append("Theorem 1 on the measured sweep: "
+                         + ("every claimed sign holds" if res["theorem1"]["all_hold"] else
+                            "some claimed signs fail (see results.json, key theorem1)"))
+        return Outcome(res, figs, tables, notes)
 
     return run
+
+
+THEORY_COLUMNS: list[Column] = [
+    ("regime", "tau regime", "{}"), ("normalize", "norm.", "{}"), ("beta", "beta", "{:g}"), ("eps", "eps", "{:g}"),
+    ("d", "d", "{}"), ("tau", "tau", "{:.4f}"), ("bound", "bound", "{:.3f}"), ("p_miss_vq", "P_miss VQ", "{:.3f}"),
+    ("ratio_paper", "ratio paper", "{:.3f}"), ("verdict_paper", "paper", "{}"),
+    ("ratio_hopfield", "ratio hopfield", "{:.3f}"), ("verdict_hopfield", "hopfield", "{}")]
+
+
+def _theory(cfg, model, progress: Progress, out: Path) -> Outcome:
+    from semcom.experiments.hopfield_theory import run_hopfield_theory, theorem2_figure
+
+    res = run_hopfield_theory(None, quick=cfg.quick, seed=cfg.seed)
+    figs = []
+    for nz in (True, False):
+        sel = [r for r in res["rows"] if r["normalize"] == nz]
+        figs.append(theorem2_figure(sel, out / f"theorem2_{'normalized' if nz else 'unnormalized'}.png"))
+    if progress:
+        progress("theorem 2")
+    verdicts = {}
+    for r in res["rows"]:
+        for v in ("paper", "hopfield"):
+            verdicts[f"{v}:{r[f'verdict_{v}']}"] = verdicts.get(f"{v}:{r[f'verdict_{v}']}", 0) + 1
+    res["verdict_counts"] = verdicts
+    note = "Bound (10) verdicts over the grid: " + ", ".join(f"{k} x{n}" for k, n in sorted(verdicts.items()))
+    return Outcome(res, figs, [("Theorem 2 by Monte Carlo", res["rows"], THEORY_COLUMNS)], [note])
 
 
 REPRODUCTIONS: dict[str, Reproduction] = {
@@ -87,5 +119,8 @@ REPRODUCTIONS: dict[str, Reproduction] = {
                      "(new-latent transmissions over time)", lambda cfg: 8, _sweep("fig1")),
         Reproduction("hopfield-fig2", "Fig. 2: rate-distortion-reuse over a tau sweep, coloured by hit rate",
                      lambda cfg: 8, _sweep("fig2")),
+        Reproduction("hopfield-theory", "Theorem 2's bound (10) by Monte Carlo on synthetic bounded drift "
+                     "(grid of beta, eps, d), and Theorem 1's monotonicity (in hopfield-fig1)",
+                     lambda cfg: 1, _theory),
     )
 }
