@@ -68,3 +68,24 @@ def test_unknown_reproduction_is_a_one_line_error(capsys):
     assert main(["reproduce", "no-such-thing"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown reproduction" in err[0]
+
+
+def test_table1_rows_for_one_scenario_match_or_say_why():
+    from semcom.experiments.hopfield_common import ReproConfig, ceiling_psnr, scenario_clips
+    from semcom.experiments.hopfield_table1 import codec_rows, rule_rows
+    from semcom.models import load_autoencoder
+
+    model = load_autoencoder()
+    cfg = ReproConfig.quick_version(frames=24, codecs=("jpeg", "h264"))
+    clips = {"STABLE": scenario_clips(model, cfg)["STABLE"]}["STABLE"]
+    target = ceiling_psnr(model, clips) - cfg.below_ceiling_db
+    rows = rule_rows(model, clips, cfg, "nearest", "STABLE", target) + codec_rows(clips, cfg, "STABLE", target)
+    assert [r["system"] for r in rows] == ["nearest", "nearest+ac", "nearest+res+ac", "jpeg", "h264"]
+    for r in rows:
+        assert r["matched"] == (abs(r["psnr_db"] - target) <= cfg.tol_db + 1e-9) or r["reason"]
+        if not r["matched"]:
+            assert r["reason"]
+    fixed, ac = rows[0], rows[1]
+    assert fixed["tau"] == ac["tau"] and fixed["psnr_db"] == ac["psnr_db"]        # same decisions
+    assert ac["bits_per_frame_wire"] < fixed["bits_per_frame_wire"]                # fewer bits
+    assert fixed["paper"] == {"bits_per_frame": 9.51, "hit_rate": 0.978, "reasoning_capacity": 14.26}

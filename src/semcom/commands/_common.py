@@ -13,7 +13,7 @@ from rich.console import Console
 
 from semcom.config import DEFAULT_BETA, DEFAULT_TAU, LinkConfig, validated
 
-out_console = Console(width=None if sys.stdout.isatty() else 150)
+out_console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
 
 

@@ -34,9 +34,9 @@ class Reproduction:
 
 TABLE1_COLUMNS: list[Column] = [
     ("scenario", "scenario", "{}"), ("system", "system", "{}"), ("tau", "tau", "{:.4f}"),
-    ("target_db", "target dB", "{:.2f}"), ("psnr_db", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
-    ("bits_per_frame_paper", "bits/frame eq.3", "{:.2f}"), ("bits_per_frame_wire", "bits/frame wire", "{:.2f}"),
-    ("hit_rate", "hit rate", "{:.3f}"), ("reasoning_capacity", "C_R", "{:.2f}"), ("matched", "matched", "{}"),
+    ("target_db", "target", "{:.2f}"), ("psnr_db", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+    ("bits_per_frame_paper", "bits eq.3", "{:.1f}"), ("bits_per_frame_wire", "bits wire", "{:.1f}"),
+    ("hit_rate", "hit", "{:.3f}"), ("reasoning_capacity", "C_R", "{:.2f}"), ("matched", "match", "{}"),
     ("paper_bits", "paper bits", "{:.2f}"), ("paper_hit_rate", "paper hit", "{:.3f}"),
     ("paper_c_r", "paper C_R", "{:.2f}")]
 SWEEP_COLUMNS: list[Column] = [
