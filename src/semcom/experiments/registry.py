@@ -110,6 +110,19 @@ def _theory(cfg, model, progress: Progress, out: Path) -> Outcome:
     return Outcome(res, figs, [("Theorem 2 by Monte Carlo", res["rows"], THEORY_COLUMNS)], [note])
 
 
+LINK_COLUMNS: list[Column] = [
+    ("channel", "channel", "{}"), ("rule", "rule", "{}"), ("snr_db", "SNR dB", "{:g}"), ("psnr_db", "PSNR", "{:.2f}"),
+    ("bits_per_frame_wire", "bits/frame", "{:.1f}"), ("channel_uses_per_frame", "uses/frame", "{:.1f}"),
+    ("attempts_per_frame", "attempts", "{:.2f}"), ("lost_frames", "lost", "{}"), ("hit_rate", "hit", "{:.3f}")]
+
+
+def _link_snr(cfg, model, progress: Progress, out: Path) -> Outcome:
+    from semcom.experiments.link_snr import figure, run_link_snr
+
+    res = run_link_snr(model, quick=cfg.quick, seed=cfg.seed, frames=cfg.frames, progress=progress)
+    return Outcome(res, [figure(res, out)], [("The semantic link over the air", res["rows"], LINK_COLUMNS)])
+
+
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (
         Reproduction("hopfield-table1", "Table I: bits/frame, hit rate, C_R, PSNR, SSIM per scenario and rule at "
@@ -122,5 +135,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
         Reproduction("hopfield-theory", "Theorem 2's bound (10) by Monte Carlo on synthetic bounded drift "
                      "(grid of beta, eps, d), and Theorem 1's monotonicity (in hopfield-fig1)",
                      lambda cfg: 1, _theory),
+        Reproduction("link-snr", "PSNR, bits and channel uses per frame against SNR for the VQ and Hopfield rules "
+                     "over AWGN and Rayleigh (16-QAM, LDPC 1/2, ARQ)", lambda cfg: 4, _link_snr),
     )
 }

@@ -81,6 +81,19 @@ class PrototypeMemory:
         self._last_used[slot] = t
         return slot
 
+    def snapshot(self) -> tuple[torch.Tensor, np.ndarray, int]:
+        """A copy of the exact state, for :meth:`restore`."""
+        return self.prototypes.clone(), self._last_used[: self.size].copy(), self.size
+
+    def restore(self, state: tuple[torch.Tensor, np.ndarray, int]) -> None:
+        """Return to a :meth:`snapshot` (a transmitter undoing a frame its receiver never got)."""
+        data, used, size = state
+        while self._data.shape[0] < size:
+            self._grow()
+        self._data[:size] = data
+        self._last_used[:size] = used
+        self.size = size
+
     def digest(self) -> str:
         """SHA-256 of the exact state (prototypes and recency), to compare Tx and Rx."""
         h = hashlib.sha256()
