@@ -48,3 +48,20 @@ def test_marginal_channel_retransmits():
     recs = run(snr_db=0.5, max_attempts=4)
     assert any(r.attempts > 1 for r in recs)
     assert sum(r.delivered for r in recs) > 0
+
+
+def test_run_over_a_channel_reports_channel_uses(tmp_path, capsys):
+    import json
+
+    from semcom.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--channel", "rayleigh", "--snr-db", "12", "--modulation", "qam64", "--code", "ldpc-1/2",
+                 "--regimes", "static", "--frames", "12", "--rules", "nearest", "--no-video", "--out", str(out),
+                 "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert row["channel_uses_per_frame"] > 0 and row["attempts_per_frame"] >= 1
+    assert row["lost_frames"] <= row["frames"] and row["bits_per_frame_wire"] > 0
+    bad = tmp_path / "bad"
+    assert main(["run", "--channel", "awgn", "--code", "turbo-9/10", "--out", str(bad)]) == 2
+    assert not bad.exists()

@@ -12,6 +12,7 @@ from semcom.commands._common import add_link_args, jsonable, out_console, print_
 from semcom.config import validated
 from semcom.errors import ConfigError
 from semcom.models import fingerprint, load_autoencoder
+from semcom.threads import torch_threads
 
 
 def add_parser(sub) -> None:
@@ -21,6 +22,12 @@ def add_parser(sub) -> None:
     p.add_argument("--b-raw", type=int, default=None, help="B_raw bits per frame (default H*W*3*8)")
     p.add_argument("--omega", type=float, default=1.0, help="Omega of eq. (5)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/run-<time>)")
+    p.add_argument("--channel", default=None, choices=["awgn", "rayleigh", "bsc", "mimo"],
+                   help="send the packets over a physical channel (semcom.phy) with ARQ repair")
+    p.add_argument("--snr-db", type=float, default=10.0, help="Es/N0 of the channel")
+    p.add_argument("--modulation", default="qam16", choices=["bpsk", "qpsk", "qam16", "qam64"])
+    p.add_argument("--code", default="ldpc-1/2", help="none or ldpc-R (e.g. ldpc-1/2, ldpc-2/3)")
+    p.add_argument("--max-attempts", type=int, default=4, help="ARQ attempts per packet")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
     p.set_defaults(main=main)
 
@@ -40,14 +47,21 @@ def main(args) -> int:
     cfg = validated(RunConfig, rules=tuple(dict.fromkeys(args.rules)), regimes=regimes, tau=args.tau,
                     beta=args.beta, m_max=args.m_max, full_policy=args.full_policy, coding=args.coding,
                     top_k=args.top_k, residual_bits=args.residual_bits, tau_refine=args.tau_refine,
-                    seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega)
+                    seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega,
+                    channel=args.channel, snr_db=args.snr_db, modulation=args.modulation, code=args.code,
+                    max_attempts=args.max_attempts)
     for rule in cfg.rules:  # validate every link config before the long work starts
         cfg.link(rule, 64, 64, 64)
+    if cfg.channel is not None:  # and the physical layer
+        from semcom.phy import DigitalLink
+
+        DigitalLink(cfg.modulation, cfg.channel, cfg.code, snr_db=cfg.snr_db)
     model = load_autoencoder(args.weights)
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with progress(len(cfg.regimes) * len(cfg.rules), "streaming", args.json) as step:
+    threads = 1 if cfg.channel else torch.get_num_threads()
+    with progress(len(cfg.regimes) * len(cfg.rules), "streaming", args.json) as step, torch_threads(threads):
         results = run_semantic_link(cfg, model, progress=step)
     elapsed = time.perf_counter() - t0
     video = results.pop("video")

@@ -15,14 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from semcom.config import DEFAULT_BETA, DEFAULT_TAU, LinkConfig  # noqa: E402
-from semcom.experiments.semantic_link import encode_clip  # noqa: E402
-from semcom.frames import to_uint8  # noqa: E402
-from semcom.link import Receiver, Transmitter  # noqa: E402
-from semcom.link.air import OverTheAir  # noqa: E402
+from semcom.experiments.semantic_link import encode_clip, stream_over_air  # noqa: E402
 from semcom.metrics import mse  # noqa: E402
+from semcom.threads import torch_threads  # noqa: E402
 
 REGIMES = ("illum_change", "cam_shake", "high_motion")
 CHANNELS = ("awgn", "rayleigh")
@@ -33,39 +30,19 @@ def snr_grid(quick: bool) -> tuple[float, ...]:
     return (0.0, 4.0, 6.0, 8.0, 12.0) if quick else (0.0, 2.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 
 
-def stream_over_air(frames: np.ndarray, latents: torch.Tensor, link: LinkConfig, model, phy, snr_db: float,
-                    max_attempts: int) -> dict:
-    """One clip through one rule at one SNR; totals for the row."""
-    tx, rx = Transmitter(link), Receiver(link)
-    air = OverTheAir(tx, rx, phy, max_attempts, snr_db)
-    shown, held = [], None
-    uses = fwd = fb = lost = attempts = hits = 0
-    for z in latents:
-        got, rec = air.step(z)
-        held = got if got is not None else held
-        shown.append(held)
-        uses, fwd, fb = uses + rec.channel_uses, fwd + rec.forward_bits, fb + rec.feedback_bits
-        lost, attempts = lost + (not rec.delivered), attempts + rec.attempts
-        hits += bool(tx.last.hit) and rec.delivered
-    grey = torch.zeros(link.d)
-    with torch.no_grad():
-        decoded = to_uint8(model.decoder(torch.stack([s if s is not None else grey for s in shown])))
-    if shown[0] is None:  # nothing received yet: a mid-grey frame
-        first = next((i for i, s in enumerate(shown) if s is not None), len(shown))
-        decoded[:first] = 128
-    return {"frames": len(frames), "mse_sum": mse(frames, decoded) * len(frames), "channel_uses": uses,
-            "forward_bits": fwd, "feedback_bits": fb, "lost": lost, "attempts": attempts, "hits": hits}
+def _totals(frames: np.ndarray, result) -> dict:
+    n = len(frames)
+    e = result.extra
+    return {"frames": n, "mse_sum": mse(frames, result.decoded) * n, "channel_uses": e["channel_uses_per_frame"] * n,
+            "forward_bits": 8 * result.stream_bytes, "feedback_bits": e["feedback_bits_per_frame"] * n,
+            "lost": e["lost_frames"], "attempts": e["attempts_per_frame"] * n,
+            "hits": sum(r.hit for r in result.records)}
 
 
 def run_link_snr(model, quick: bool = False, **kw) -> dict:
-    """Every (channel, rule, SNR) row; torch runs on one thread here: the per-frame Sionna blocks are small,
-    and two threads made them 3-6x slower on the 2-core machine (measured: 10 ms vs 63 ms per miss packet)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """Every (channel, rule, SNR) row, on one torch thread (:func:`semcom.threads.torch_threads`)."""
+    with torch_threads(1):
         return _run_link_snr(model, quick, **kw)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_link_snr(model, quick: bool = False, seed: int = 0, frames: int | None = None, max_attempts: int = 4,
@@ -84,7 +61,8 @@ def _run_link_snr(model, quick: bool = False, seed: int = 0, frames: int | None 
             for snr in snr_grid(quick):
                 tot: dict = {}
                 for f, z in clips:
-                    for k, v in stream_over_air(f, z, link, model, phy, snr, max_attempts).items():
+                    result = stream_over_air(z, link, model, phy, snr, max_attempts)
+                    for k, v in _totals(f, result).items():
                         tot[k] = tot.get(k, 0) + v
                 n = tot["frames"]
                 rows.append({"channel": channel, "modulation": modulation, "code": code, "rule": rule,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -51,6 +52,11 @@ class RunConfig(BaseModel):
     frames: int | None = Field(None, ge=1, le=100000)
     b_raw_bits: int | None = Field(None, ge=1, description="B_raw per frame; default H*W*3*8")
     omega: float = Field(1.0, gt=0.0)
+    channel: Literal["awgn", "rayleigh", "bsc", "mimo"] | None = None
+    snr_db: float = Field(10.0, ge=-50.0, le=100.0)
+    modulation: Literal["bpsk", "qpsk", "qam16", "qam64"] = "qam16"
+    code: str = "ldpc-1/2"
+    max_attempts: int = Field(4, ge=1, le=64)
     video_regime: str = "illum_change"
     video_rule: RuleName = "hopfield"
 
@@ -90,6 +96,34 @@ def stream_latents(latents: torch.Tensor, link: LinkConfig, model: SphericalAuto
             raise WireFormatError(f"memories diverged at frame {t}")
         received.append(latent)
     return StreamResult(records, rx.decode(torch.stack(received)), len(data))
+
+
+def stream_over_air(latents: torch.Tensor, link: LinkConfig, model: SphericalAutoencoder, phy,
+                    snr_db: float | None = None, max_attempts: int = 4) -> StreamResult:
+    """Packets over a digital link with ARQ (:class:`semcom.link.air.OverTheAir`). A frame lost after every
+    attempt is shown as the receiver's previous frame (mid-grey before the first); ``stream_bytes`` counts
+    every attempt; ``extra`` holds channel uses, attempts, lost frames and feedback bits."""
+    from semcom.link.air import OverTheAir
+
+    tx, rx = Transmitter(link), Receiver(link, model.decoder)
+    air = OverTheAir(tx, rx, phy, max_attempts, snr_db)
+    shown, held, records, air_records = [], None, [], []
+    for z in latents:
+        got, rec = air.step(z)
+        held = got if got is not None else held
+        shown.append(held)
+        records.append(tx.last)
+        air_records.append(rec)
+    grey = torch.zeros(link.d)
+    decoded = rx.decode(torch.stack([s if s is not None else grey for s in shown]))
+    first = next((i for i, s in enumerate(shown) if s is not None), len(shown))
+    decoded[:first] = 128
+    n = len(latents)
+    extra = {"channel_uses_per_frame": sum(r.channel_uses for r in air_records) / n,
+             "attempts_per_frame": sum(r.attempts for r in air_records) / n,
+             "feedback_bits_per_frame": sum(r.feedback_bits for r in air_records) / n,
+             "lost_frames": sum(not r.delivered for r in air_records)}
+    return StreamResult(records, decoded, sum(r.forward_bits for r in air_records) // 8, extra=extra)
 
 
 def encode_clip(model: SphericalAutoencoder, regime: str, seed: int = 0,
@@ -178,13 +212,20 @@ def run_semantic_link(cfg: RunConfig, model: SphericalAutoencoder,
     rows, timelines, video = [], {}, None
     video_regime = cfg.video_regime if cfg.video_regime in cfg.regimes else cfg.regimes[0]
     video_rule = cfg.video_rule if cfg.video_rule in cfg.rules else cfg.rules[0]
+    phy = None
+    if cfg.channel is not None:
+        from semcom.phy import DigitalLink
+
+        phy = DigitalLink(cfg.modulation, cfg.channel, cfg.code, snr_db=cfg.snr_db, seed=cfg.seed,
+                          fit_codeword=True)
     for regime in cfg.regimes:
         frames, latents = encode_clip(model, regime, cfg.seed, cfg.frames)
         for rule in cfg.rules:
             link = cfg.link(rule, hp["d"], hp["height"], hp["width"])
-            result = stream_latents(latents, link, model)
+            result = (stream_latents(latents, link, model) if phy is None
+                      else stream_over_air(latents, link, model, phy, cfg.snr_db, cfg.max_attempts))
             rows.append({"scenario": scenario_of(regime), "regime": regime, "rule": rule, "tau": link.tau,
-                         "beta": link.beta, **clip_metrics(frames, result, b_raw, cfg.omega)})
+                         "beta": link.beta, **clip_metrics(frames, result, b_raw, cfg.omega), **result.extra})
             timelines[f"{regime}/{rule}"] = timeline(result, frames)
             if regime == video_regime and rule == video_rule:
                 video = {"regime": regime, "rule": rule, "original": frames, "decoded": result.decoded,
