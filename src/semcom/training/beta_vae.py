@@ -44,11 +44,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from semcom.models.autoencoder import SphericalAutoencoder, SphericalEncoder
-from semcom.training.autoencoder import _as_tensors, random_crops
+from semcom.training.autoencoder import TrainConfig, _as_tensors, random_crops
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
@@ -113,21 +113,9 @@ def kl_per_value(kl: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return kl.mean() / (3 * height * width)
 
 
-class BetaVAEConfig(BaseModel):
-    """Hyper-parameters of :func:`train_beta_vae` (the data and schedule of :class:`TrainConfig`)."""
+class BetaVAEConfig(TrainConfig):
+    """Hyper-parameters of :func:`train_beta_vae`: the data and schedule of :class:`TrainConfig`, plus the KL."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    d: int = Field(64, ge=1, le=4096)
-    height: int = Field(64, ge=16, le=1024)
-    width: int = Field(64, ge=16, le=1024)
-    base: int = Field(32, ge=4, le=256)
-    steps: int = Field(4000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    seed: int = 0
-    min_crop: float = Field(0.12, gt=0, le=1)
-    max_crop: float = Field(0.8, gt=0, le=1)
     beta_kl: float = Field(0.01, ge=0, description="weight of the KL term per pixel value, (V3)")
     logvar_init: float = Field(-6.0, ge=LOGVAR_RANGE[0], le=LOGVAR_RANGE[1])
 
