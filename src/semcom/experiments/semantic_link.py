@@ -73,7 +73,6 @@ class StreamResult:
     records: list[FrameRecord]
     decoded: np.ndarray
     stream_bytes: int
-    memories_in_sync: bool = True
     extra: dict = field(default_factory=dict)
 
 
