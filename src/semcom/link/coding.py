@@ -16,9 +16,13 @@ reproducible at the receiver from what it has already decoded.
     * the symbol: a hit is coded as the *recency rank* of its prototype (0 =
       most recently used; ties broken by slot), a miss as one more symbol; so
       the "same prototype again" of a stable scene costs a fraction of a bit;
-    * the ``d`` codes of a miss: one shared model over the 256 code values,
-      fixed within a miss and updated after it; likewise the residual codes
-      of a refined hit (residual mode), whose ranks have their own counts.
+    * the ``d`` codes of a miss, predicted by the previous miss's codes (the
+      zero latent before the first): the differences mod 256 under one shared
+      adaptive model over 256 values, fixed within a miss and updated after
+      it (consecutive misses are correlated: on the eight regimes this cuts
+      the empirical entropy from 5.90 to 4.48 bits per code); likewise the
+      residual codes of a refined hit (residual mode), without prediction,
+      whose ranks have their own counts.
 """
 
 from __future__ import annotations
@@ -91,6 +95,11 @@ class _AdaptiveModels:
         self.miss_count = 1.0
         self.code_counts = np.ones(256)
         self.residual_counts = np.ones(1 << residual_bits)
+        self.prev_codes: np.ndarray | None = None  # the last miss's codes: the prediction of the next
+
+    def predict(self, d: int) -> np.ndarray:
+        """The prediction of a miss's codes: the previous miss's (128, the zero latent, before any)."""
+        return self.prev_codes if self.prev_codes is not None else np.full(d, 128, dtype=np.int64)
 
     def symbol_model(self, m: int):
         self.rank_counts = _grown(self.rank_counts, m)
@@ -106,9 +115,10 @@ class _AdaptiveModels:
         elif self.residual and symbol < 2 * m:
             self.refine_counts[symbol - m] += 1
             self.residual_counts += np.bincount(codes, minlength=len(self.residual_counts))
-        else:
+        else:  # ``codes`` are the prediction differences mod 256
             self.miss_count += 1
             self.code_counts += np.bincount(codes, minlength=256)
+            self.prev_codes = (self.predict(len(codes)) + codes) % 256
 
 
 def recency_rank(memory: PrototypeMemory, slot: int) -> int:
@@ -144,8 +154,10 @@ class AdaptiveWriter:
             self.encoder.encode(np.array([symbol], dtype=np.int32), models.symbol_model(m))
         codes = None
         if counts is not None:
-            codes = np.frombuffer(msg.codes, dtype=np.uint8).astype(np.int32)
-            self.encoder.encode(codes, _categorical(counts))
+            codes = np.frombuffer(msg.codes, dtype=np.uint8).astype(np.int64)
+            if symbol == miss:
+                codes = (codes - models.predict(len(codes))) % 256
+            self.encoder.encode(codes.astype(np.int32), _categorical(counts))
         models.update(symbol, m, codes)
 
     def getvalue(self) -> bytes:
@@ -173,7 +185,7 @@ class AdaptiveReader:
         codes = np.asarray(self.decoder.decode(_categorical(counts), d), dtype=np.int64)
         models.update(symbol, m, codes)
         if symbol == miss:
-            return wire.MissMessage(codes.astype(np.uint8).tobytes())
+            return wire.MissMessage(models.prev_codes.astype(np.uint8).tobytes())
         return wire.RefineMessage(slot_of_rank(memory, symbol - m), codes.astype(np.uint8).tobytes())
 
     def finish(self) -> None:
