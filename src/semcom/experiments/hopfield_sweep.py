@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from semcom.experiments.hopfield_common import ReproConfig, evaluate, link_for, scenario_clips  # noqa: E402
 from semcom.experiments.semantic_link import stream_latents  # noqa: E402
 from semcom.models import SphericalAutoencoder  # noqa: E402
+from semcom.report.figures import save_figure  # noqa: E402
 
 SWEEP_RULES = ("nearest", "hopfield")
 MARKERS = {"nearest": "o", "hopfield": "^"}
@@ -74,10 +75,7 @@ def figure1(results: dict, out: Path) -> list[Path]:
     ax.set(xlabel="tau", ylabel="bit reduction of Hopfield over VQ (%)", title="Fig. 1a (wire bits)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    a = out / "fig1a_bit_reduction.png"
-    fig.savefig(a, dpi=110)
-    plt.close(fig)
+    a = save_figure(fig, out / "fig1a_bit_reduction.png")
 
     series = {k: v for k, v in results["new_latents"].items() if k != "tau"}
     regimes = list(dict.fromkeys(k.split("/")[0] for k in series))
@@ -89,10 +87,7 @@ def figure1(results: dict, out: Path) -> list[Path]:
         tau = results["new_latents"]["tau"]
         ax.set(yticks=[], xlabel="frame", title=f"{regime}: new-latent transmissions, tau={tau}")
         ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    b = out / "fig1b_new_latents.png"
-    fig.savefig(b, dpi=110)
-    plt.close(fig)
+    b = save_figure(fig, out / "fig1b_new_latents.png")
     return [a, b]
 
 
@@ -111,8 +106,4 @@ def figure2(results: dict, out: Path) -> list[Path]:
     fig.colorbar(sc, ax=ax, label="hit rate")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "fig2_rate_distortion_reuse.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out / "fig2_rate_distortion_reuse.png")]

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from semcom.config import DEFAULT_BETA, DEFAULT_TAU, LinkConfig  # noqa: E402
 from semcom.experiments.semantic_link import encode_clip, stream_over_air  # noqa: E402
 from semcom.metrics import mse  # noqa: E402
+from semcom.report.figures import save_figure  # noqa: E402
 from semcom.threads import torch_threads  # noqa: E402
 
 REGIMES = ("illum_change", "cam_shake", "high_motion")
@@ -93,8 +94,4 @@ def figure(results: dict, out: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("semantic link over 16-QAM, LDPC 1/2, stop-and-wait ARQ", fontsize=10)
-    fig.tight_layout()
-    path = out / "link_snr.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "link_snr.png")

@@ -35,13 +35,15 @@ def fingerprint(model: SphericalAutoencoder) -> bytes:
     return h.digest()[:4]
 
 
-def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool = True) -> Path:
-    """Save ``model`` to ``path`` (float16 by default: half the size, same decoded frames)."""
+def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool = True, **metadata) -> Path:
+    """Save ``model`` to ``path`` (float16 by default: half the size, same decoded frames); extra
+    ``metadata`` (provenance such as the training algorithm) is stored beside the hyper-parameters."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={k: str(v) for k, v in model.hparams.items()})
+    meta = {k: str(v) for k, v in model.hparams.items()} | {k: str(v) for k, v in metadata.items()}
+    save_file(tensors, str(path), metadata=meta)
     return path
 
 

@@ -14,9 +14,10 @@ import numpy as np  # noqa: E402
 RULE_COLOURS = {"nearest": "#1f77b4", "hopfield": "#d62728", "paper": "#7f7f7f"}
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write and close ``fig``."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -47,7 +48,7 @@ def bars(rows: Sequence[dict], key: str, ylabel: str, path: Path, log: bool = Fa
         ax.set_yscale("log")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def memory_over_time(timelines: dict, path: Path) -> Path:
@@ -71,7 +72,7 @@ def memory_over_time(timelines: dict, path: Path) -> Path:
     for ax in axes.flat[len(regimes):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_figures(results: dict, out: Path) -> list[Path]:

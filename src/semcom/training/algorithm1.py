@@ -515,13 +515,8 @@ def plot_trajectories(history: list[dict], path: str | Path) -> Path:
 
 
 def save_trained(model: SphericalAutoencoder, path: str | Path, **metadata: str) -> Path:
-    """Save like :func:`semcom.models.save_autoencoder` (float16, hyper-parameters as metadata) plus
-    provenance metadata (``kind``, ``algorithm``, ``tau``), which :func:`load_autoencoder` ignores."""
-    from safetensors.torch import save_file
+    """:func:`semcom.models.save_autoencoder` plus provenance metadata (``kind``, ``algorithm``, ``tau``),
+    which :func:`load_autoencoder` ignores."""
+    from semcom.models import save_autoencoder
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    meta = {k: str(v) for k, v in model.hparams.items()} | {k: str(v) for k, v in metadata.items()}
-    save_file(tensors, str(path), metadata=meta)
-    return path
+    return save_autoencoder(model, path, **metadata)
