@@ -109,3 +109,34 @@ def test_run_writes_a_run_folder_whose_numbers_follow_their_definitions(tmp_path
     assert all(r["bits_per_frame_wire"] > r["bits_per_frame_paper"] for r in results["rows"])
     # the paper's rule, taken literally, never stores a second prototype
     assert all(r["memory_size"] == 1 for r in results["rows"] if r["rule"] == "paper")
+
+
+def test_a_session_under_faults_is_encoded_then_replayed_by_decode(tmp_path):
+    """Bit errors, erasures and both memory corruptions through the CLI: the session file decodes, in its own
+    process, to exactly what the live receiver decoded; no frame came from a memory known to be bad."""
+    stream = tmp_path / "session.bin"
+    rep = json.loads(semcom("encode", "illum_change", "-o", stream, "--frames", "48", "--ber", "1e-3",
+                            "--erasure-rate", "0.05", "--corrupt-ids", "0.5", "--corrupt-sigma", "0.05",
+                            "--corrupt-at", "20", "--cue-bits", "32", "--sync-every", "8", "--json").stdout)
+    assert stream.stat().st_size == rep["bytes"]
+    assert rep["damaged_packets"] > 0 and rep["resyncs"] >= 1 and rep["decoded_known_bad"] == 0
+    assert rep["faults"] >= 1 and rep["unresolved_faults"] == 0
+    out = tmp_path / "frames"
+    dec = json.loads(semcom("decode", stream, "-o", out, "--json").stdout)
+    assert dec["session"] and dec["frames"] == 48 and dec["frames_lost"] == rep["frames_lost"]
+    decoded = np.stack(list(read_folder(out)))
+    assert psnr(regime_clip("illum_change", frames=48), decoded) == pytest.approx(rep["psnr_db"], abs=1e-6)
+    # a flipped bit or a truncation of the file is detected: one line, nothing written
+    data = bytearray(stream.read_bytes())
+    for damaged in (data[:-3], data[:200] + bytes([data[200] ^ 0x10]) + data[201:]):
+        bad = tmp_path / "bad.bin"
+        bad.write_bytes(bytes(damaged))
+        _fails(semcom("decode", bad, "-o", tmp_path / "bad_out", check=False), "corrupted")
+        assert not (tmp_path / "bad_out").exists()
+
+
+def test_fault_flags_are_validated(tmp_path):
+    for flags, needle in ((["--ber", "0.7"], "ber"), (["--corrupt-ids", "2"], "corrupt_ids"),
+                          (["--cue-bits", "65"], "cue_bits"), (["--coding", "adaptive", "--ber", "1e-3"], "fixed")):
+        _fails(semcom("encode", "static", "-o", tmp_path / "x.bin", *flags, check=False), needle)
+    _fails(semcom("run", "--ber", "1e-3", "--channel", "awgn", "--out", tmp_path / "r", check=False), "channel")

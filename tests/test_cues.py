@@ -52,8 +52,8 @@ def test_permute_ids_moves_the_chosen_fraction(n, p, seed):
     out = permute_ids(ids, p, np.random.default_rng(seed))
     assert sorted(out) == list(range(n))                       # still a permutation
     moved = int(np.sum(out != ids))
-    k = int(round(p * n))
-    assert moved == (k if k >= 2 else 0)
+    allowed = {k if k >= 2 else 0 for k in (math.floor(p * n), math.ceil(p * n))}
+    assert moved in allowed                                    # p * n rounded stochastically
 
 
 def test_perturbation_is_unit_norm_and_scales_with_sigma():

@@ -86,3 +86,62 @@ def validated(model: type[BaseModel], **values) -> BaseModel:
             raise ConfigError(f"invalid {model.__name__}: {err['msg'].removeprefix('Value error, ')}") from None
         field = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid {field}={err.get('input')!r}: {err['msg']}") from None
+
+
+class ProtectionConfig(BaseModel):
+    """How a link protects itself against faults (both ends share it; :mod:`semcom.link.session`).
+
+    ``cue_bits`` > 0 sends a SimHash cue of the readout with every hit (the Hopfield paper's
+    ``B_cue``, 32 there); the receiver accepts it with up to ``cue_tolerance`` of its bits wrong
+    (25 % there). ``checksum_bits`` is the CRC of short packets (hits); packets carrying codes use
+    CRC-32. Every ``sync_every`` frames the transmitter sends a 32-bit digest of its memory, and a
+    receiver that disagrees resyncs before it decodes (0: never, the paper's protocol).
+    ``max_attempts`` is how many damaged or lost packets a frame may suffer before it is dropped.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cue_bits: int = Field(0, ge=0, le=64)
+    cue_tolerance: float = Field(0.25, ge=0.0, le=1.0)
+    checksum_bits: Literal[16, 32] = 16
+    sync_every: int = Field(16, ge=0, le=65536)
+    max_attempts: int = Field(4, ge=1, le=64)
+
+
+CorruptionMode = Literal["id_permutation", "vector_noise"]
+
+
+class FaultConfig(BaseModel):
+    """The faults a link suffers (the environment, not the protocol).
+
+    ``ber`` flips every forward bit independently (a binary symmetric channel); ``erasure_rate``
+    drops whole packets. ``corrupt_ids`` permutes the receiver's ID map for that fraction of its
+    entries, ``corrupt_sigma`` adds ``N(0, sigma^2 I)`` to its stored prototypes (renormalised);
+    once, at frame ``corrupt_at`` (None: half-way through a clip, :meth:`for_clip`), and/or at every
+    frame with probability ``corrupt_rate``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ber: float = Field(0.0, ge=0.0, le=0.5)
+    erasure_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    corrupt_ids: float = Field(0.0, ge=0.0, le=1.0)
+    corrupt_sigma: float = Field(0.0, ge=0.0, le=10.0)
+    corrupt_at: int | None = Field(None, ge=0)
+    corrupt_rate: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = 0
+
+    @property
+    def corrupts(self) -> bool:
+        return self.corrupt_ids > 0 or self.corrupt_sigma > 0
+
+    @property
+    def active(self) -> bool:
+        return self.corrupts or self.ber > 0 or self.erasure_rate > 0
+
+    def for_clip(self, frames: int) -> FaultConfig:
+        """This config for a clip of ``frames`` frames: a one-off corruption with no ``corrupt_at`` falls
+        half-way through it."""
+        if self.corrupts and self.corrupt_at is None and self.corrupt_rate == 0:
+            return self.model_copy(update={"corrupt_at": frames // 2})
+        return self

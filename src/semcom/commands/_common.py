@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from semcom.config import DEFAULT_BETA, DEFAULT_TAU, LinkConfig, validated
+from semcom.config import DEFAULT_BETA, DEFAULT_TAU, FaultConfig, LinkConfig, ProtectionConfig, validated
 
 out_console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
@@ -70,3 +70,37 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, default=None, help="autoencoder weights (default: shipped)")
     p.add_argument("--json", action="store_true", help="print exact JSON instead of tables")
+
+
+def add_fault_args(p: argparse.ArgumentParser) -> None:
+    """Protected packets and the faults to inject (docs/faults.md)."""
+    g = p.add_argument_group("faults and their repair (protected packets over a faulty link with feedback)")
+    g.add_argument("--cue-bits", type=int, default=None,
+                   help="SimHash cue bits sent with every hit (the paper: 32; 0 = none)")
+    g.add_argument("--cue-tolerance", type=float, default=0.25, help="fraction of cue bits allowed to differ")
+    g.add_argument("--sync-every", type=int, default=16,
+                   help="a 32-bit memory check every N frames, resync on mismatch (0 = never, the paper)")
+    g.add_argument("--checksum-bits", type=int, default=16, choices=[16, 32], help="CRC of short packets (hits)")
+    g.add_argument("--ber", type=float, default=0.0, help="bit-error rate of the forward link (BSC)")
+    g.add_argument("--erasure-rate", type=float, default=0.0, help="probability that a packet is lost")
+    g.add_argument("--corrupt-ids", type=float, default=0.0, metavar="P",
+                   help="permute the receiver's ID map for a fraction P of its entries")
+    g.add_argument("--corrupt-sigma", type=float, default=0.0, metavar="S",
+                   help="add N(0, S^2 I) to the receiver's stored prototypes (renormalised)")
+    g.add_argument("--corrupt-at", type=int, default=None, metavar="FRAME",
+                   help="frame of a one-off corruption (default: half-way through each clip)")
+    g.add_argument("--corrupt-rate", type=float, default=0.0,
+                   help="corrupt at each frame with this probability instead of once")
+
+
+def fault_configs(args) -> tuple[ProtectionConfig | None, FaultConfig]:
+    """The protection (None when no fault or cue flag is given) and the faults, validated."""
+    faults = validated(FaultConfig, ber=args.ber, erasure_rate=args.erasure_rate, corrupt_ids=args.corrupt_ids,
+                       corrupt_sigma=args.corrupt_sigma, corrupt_at=args.corrupt_at, corrupt_rate=args.corrupt_rate,
+                       seed=args.seed)
+    if args.cue_bits is None and not faults.active:
+        return None, faults
+    cue_bits = 32 if args.cue_bits is None else args.cue_bits
+    return validated(ProtectionConfig, cue_bits=cue_bits, cue_tolerance=args.cue_tolerance,
+                     sync_every=args.sync_every, checksum_bits=args.checksum_bits,
+                     max_attempts=getattr(args, "max_attempts", 4)), faults

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import torch
 
-from semcom.commands._common import add_link_args, jsonable, out_console, print_json, progress
+from semcom.commands._common import (
+    add_fault_args,
+    add_link_args,
+    fault_configs,
+    jsonable,
+    out_console,
+    print_json,
+    progress,
+)
 from semcom.config import validated
 from semcom.errors import ConfigError
 from semcom.models import fingerprint, load_autoencoder
@@ -27,8 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--snr-db", type=float, default=10.0, help="Es/N0 of the channel")
     p.add_argument("--modulation", default="qam16", choices=["bpsk", "qpsk", "qam16", "qam64"])
     p.add_argument("--code", default="ldpc-1/2", help="none or ldpc-R (e.g. ldpc-1/2, ldpc-2/3)")
-    p.add_argument("--max-attempts", type=int, default=4, help="ARQ attempts per packet")
+    p.add_argument("--max-attempts", type=int, default=4,
+                   help="ARQ attempts per packet (with faults: damaged packets a frame may suffer)")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
+    add_fault_args(p)
     p.set_defaults(main=main)
 
 
@@ -44,7 +54,9 @@ def main(args) -> int:
     for r in regimes:
         if r not in REGIMES:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
-    cfg = validated(RunConfig, rules=tuple(dict.fromkeys(args.rules)), regimes=regimes, tau=args.tau,
+    protection, faults = fault_configs(args)
+    cfg = validated(RunConfig, protection=protection, faults=faults, rules=tuple(dict.fromkeys(args.rules)),
+                    regimes=regimes, tau=args.tau,
                     beta=args.beta, m_max=args.m_max, full_policy=args.full_policy, coding=args.coding,
                     top_k=args.top_k, residual_bits=args.residual_bits, tau_refine=args.tau_refine,
                     seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega,
@@ -88,6 +100,10 @@ def main(args) -> int:
             regs = [r["regime"] for r in results["rows"] if r["scenario"] == scenario]
             out_console.print(rows_table(by_scenario[scenario],
                                          f"{scenario} ({', '.join(dict.fromkeys(regs))})", drop=("scenario", "regime")))
+    if cfg.protected:
+        from semcom.report.tables import FAULT_COLUMNS
+
+        out_console.print(rows_table(results["rows"], "faults and their repair (per regime)", columns=FAULT_COLUMNS))
     out_console.print(f"run folder: {out}  (report: {report}, {elapsed:.1f} s)")
     return 0
 

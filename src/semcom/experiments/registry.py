@@ -123,6 +123,42 @@ def _link_snr(cfg, model, progress: Progress, out: Path) -> Outcome:
     return Outcome(res, [figure(res, out)], [("The semantic link over the air", res["rows"], LINK_COLUMNS)])
 
 
+FIG3_COLUMNS: list[Column] = [
+    ("protocol", "protocol", "{}"), ("mode", "mode", "{}"), ("level", "level", "{:g}"), ("rule", "rule", "{}"),
+    ("refreshes", "refreshes", "{}"), ("cue_failures", "cue fails", "{}"), ("lookups", "lookups", "{}"),
+    ("repaired_slots", "repaired", "{}"), ("bits_per_frame_wire", "bits/frame", "{:.1f}"),
+    ("repair_bits_per_frame", "repair/frame", "{:.1f}"), ("psnr_db", "PSNR", "{:.2f}"),
+    ("out_of_sync_frames", "desync frames", "{}"), ("frames_to_resync", "to resync", "{}")]
+DELTA_COLUMNS: list[Column] = [
+    ("protocol", "protocol", "{}"), ("mode", "mode", "{}"), ("level", "level", "{:g}"),
+    ("refreshes_nearest", "refreshes VQ", "{}"), ("refreshes_hopfield", "refreshes H", "{}"),
+    ("delta_bits_per_clip", "Delta bits/clip", "{:+.0f}"), ("delta_bits_per_frame", "Delta bits/frame", "{:+.2f}"),
+    ("psnr_nearest", "PSNR VQ", "{:.2f}"), ("psnr_hopfield", "PSNR H", "{:.2f}")]
+ERRORS_COLUMNS: list[Column] = [
+    ("channel", "channel", "{}"), ("level", "level", "{:g}"), ("rule", "rule", "{}"), ("psnr_db", "PSNR", "{:.2f}"),
+    ("bits_per_frame_wire", "bits/frame", "{:.1f}"), ("forward_bits_per_frame", "forward", "{:.1f}"),
+    ("feedback_bits_per_frame", "feedback", "{:.1f}"), ("repair_bits_per_frame", "repair", "{:.1f}"),
+    ("refreshes", "refreshes", "{}"), ("frames_lost", "lost", "{}"), ("frames_to_resync", "to resync", "{}")]
+
+
+def _fig3(cfg, model, progress: Progress, out: Path) -> Outcome:
+    from semcom.experiments.hopfield_faults import figure3, run_fig3
+
+    res = run_fig3(cfg, model, progress)
+    return Outcome(res, figure3(res, out), [("Fig. 3: refreshes under receiver memory corruption", res["rows"],
+                                             FIG3_COLUMNS),
+                                            ("Fig. 3: Delta bits, VQ minus Hopfield", res["delta"], DELTA_COLUMNS)],
+                   [f"paper: Delta bits +{res['paper']['delta_bits_p0']} at p = 0, "
+                    f"{res['paper']['delta_bits_p05']} at p = 0.5"])
+
+
+def _errors(cfg, model, progress: Progress, out: Path) -> Outcome:
+    from semcom.experiments.hopfield_faults import figure_errors, run_errors
+
+    res = run_errors(cfg, model, progress)
+    return Outcome(res, figure_errors(res, out), [("The link under channel errors", res["rows"], ERRORS_COLUMNS)])
+
+
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (
         Reproduction("hopfield-table1", "Table I: bits/frame, hit rate, C_R, PSNR, SSIM per scenario and rule at "
@@ -137,5 +173,11 @@ REPRODUCTIONS: dict[str, Reproduction] = {
                      lambda cfg: 1, _theory),
         Reproduction("link-snr", "PSNR, bits and channel uses per frame against SNR for the VQ and Hopfield rules "
                      "over AWGN and Rayleigh (16-QAM, LDPC 1/2, ARQ)", lambda cfg: 4, _link_snr),
+        Reproduction("hopfield-fig3", "Fig. 3a/3b: refreshes and Delta bits of Hopfield against VQ as the receiver's "
+                     "ID map is permuted (p) or its prototypes perturbed (sigma), with cues, lookup and refresh",
+                     lambda cfg: 12, _fig3),
+        Reproduction("hopfield-errors", "PSNR and bits per frame against bit-error rate and erasure rate for every "
+                     "rule, with per-packet checksums, refresh and memory checks", lambda cfg: len(cfg.rules),
+                     _errors),
     )
 }

@@ -8,18 +8,28 @@ the fidelity is measured on what the receiver decoded.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from semcom.config import DEFAULT_BETA, DEFAULT_TAU, Coding, FullPolicy, LinkConfig, RuleName, validated
+from semcom.config import (
+    DEFAULT_BETA,
+    DEFAULT_TAU,
+    Coding,
+    FaultConfig,
+    FullPolicy,
+    LinkConfig,
+    ProtectionConfig,
+    RuleName,
+    validated,
+)
 from semcom.errors import WireFormatError
 from semcom.link import Receiver, Transmitter
 from semcom.link.endpoints import FrameRecord
-from semcom.link.wire import HEADER_SIZE, TRAILER_SIZE, pack_stream
+from semcom.link.wire import HEADER_SIZE, TRAILER_SIZE, StreamHeader, pack_stream
 from semcom.metrics import (
     compression_ratio,
     mse,
@@ -59,6 +69,21 @@ class RunConfig(BaseModel):
     max_attempts: int = Field(4, ge=1, le=64)
     video_regime: str = "illum_change"
     video_rule: RuleName = "hopfield"
+    protection: ProtectionConfig | None = None   # protected packets (cues, checksums, memory checks)
+    faults: FaultConfig = FaultConfig()
+
+    @property
+    def protected(self) -> bool:
+        return self.protection is not None or self.faults.active
+
+    @model_validator(mode="after")
+    def _one_link(self):
+        if self.protected and self.channel is not None:
+            raise ValueError("faults and cues (--ber, --erasure-rate, --corrupt-*, --cue-bits) act on the packet "
+                             "link; they do not combine with --channel")
+        if self.protected and self.coding != "fixed":
+            raise ValueError("protected packets use fixed-length coding (drop --coding adaptive)")
+        return self
 
     def link(self, rule: str, d: int, height: int, width: int) -> LinkConfig:
         return validated(LinkConfig, rule=rule, tau=self.tau, beta=self.beta, m_max=self.m_max, d=d,
@@ -74,6 +99,8 @@ class StreamResult:
     decoded: np.ndarray
     stream_bytes: int
     extra: dict = field(default_factory=dict)
+    wire_bits: int | None = None   # every bit on the links, when it is not 8 * stream_bytes (feedback too)
+    session: bytes | None = None   # the session file of a recorded protected link
 
 
 def stream_latents(latents: torch.Tensor, link: LinkConfig, model: SphericalAutoencoder) -> StreamResult:
@@ -113,16 +140,48 @@ def stream_over_air(latents: torch.Tensor, link: LinkConfig, model: SphericalAut
         shown.append(held)
         records.append(tx.last)
         air_records.append(rec)
-    grey = torch.zeros(link.d)
-    decoded = rx.decode(torch.stack([s if s is not None else grey for s in shown]))
-    first = next((i for i, s in enumerate(shown) if s is not None), len(shown))
-    decoded[:first] = 128
+    decoded = shown_frames(shown, rx, link.d)
     n = len(latents)
     extra = {"channel_uses_per_frame": sum(r.channel_uses for r in air_records) / n,
              "attempts_per_frame": sum(r.attempts for r in air_records) / n,
              "feedback_bits_per_frame": sum(r.feedback_bits for r in air_records) / n,
              "lost_frames": sum(not r.delivered for r in air_records)}
     return StreamResult(records, decoded, sum(r.forward_bits for r in air_records) // 8, extra=extra)
+
+
+def shown_frames(held: list[torch.Tensor | None], rx: Receiver, d: int) -> np.ndarray:
+    """Decoded frames, each frame lost for good shown as the previous one (mid-grey before the first)."""
+    grey = torch.zeros(d)
+    decoded = rx.decode(torch.stack([s if s is not None else grey for s in held]))
+    first = next((i for i, s in enumerate(held) if s is not None), len(held))
+    decoded[:first] = 128
+    return decoded
+
+
+def stream_protected(latents: torch.Tensor, link: LinkConfig, model: SphericalAutoencoder,
+                     protection: ProtectionConfig, faults: FaultConfig, record: bool = False) -> StreamResult:
+    """Protected packets over a faulty channel with feedback (:class:`semcom.link.session.ProtectedLink`).
+    ``stream_bytes`` counts every forward packet, ``wire_bits`` adds the feedback; each record's paper bits
+    include cues, requests and repairs; ``extra`` holds :func:`semcom.link.session.fault_summary`.
+    ``record``: also keep the session file (:mod:`semcom.link.transcript`) in ``session``."""
+    from semcom.link import transcript
+    from semcom.link.session import ProtectedLink, fault_summary
+
+    pl = ProtectedLink(link, protection, faults, model.decoder, record=record)
+    held, last, records, session = [], None, [], []
+    for z in latents:
+        latent, rec = pl.step(z)
+        last = latent if latent is not None else last
+        held.append(last)
+        records.append(replace(pl.tx.record, paper_bits=rec.paper_bits))
+        session.append(rec)
+    forward = sum(r.forward_bits for r in session)
+    result = StreamResult(records, shown_frames(held, pl.rx.rx, link.d), forward // 8, extra=fault_summary(session),
+                          wire_bits=forward + sum(r.feedback_bits for r in session))
+    if record:
+        header = StreamHeader(link, len(latents), fingerprint(model), session=True).to_bytes()
+        result.session = transcript.pack_session(header, transcript.session_block(protection, faults), pl.log)
+    return result
 
 
 def encode_clip(model: SphericalAutoencoder, regime: str, seed: int = 0,
@@ -142,7 +201,7 @@ def clip_metrics(frames: np.ndarray, result: StreamResult, b_raw: int, omega: fl
     t = len(result.records)
     hits = sum(r.hit for r in result.records)
     paper_total = sum(r.paper_bits for r in result.records)
-    wire_total = 8 * result.stream_bytes
+    wire_total = 8 * result.stream_bytes if result.wire_bits is None else result.wire_bits
     packet_total = sum(r.packet_bits for r in result.records)
     return _derived(t, hits, paper_total, wire_total, b_raw, omega, packet_total=packet_total,
                     mse_sum=mse(frames, result.decoded) * t,
@@ -221,8 +280,13 @@ def run_semantic_link(cfg: RunConfig, model: SphericalAutoencoder,
         frames, latents = encode_clip(model, regime, cfg.seed, cfg.frames)
         for rule in cfg.rules:
             link = cfg.link(rule, hp["d"], hp["height"], hp["width"])
-            result = (stream_latents(latents, link, model) if phy is None
-                      else stream_over_air(latents, link, model, phy, cfg.snr_db, cfg.max_attempts))
+            if cfg.protected:
+                result = stream_protected(latents, link, model, cfg.protection or ProtectionConfig(),
+                                          cfg.faults.for_clip(len(latents)))
+            elif phy is not None:
+                result = stream_over_air(latents, link, model, phy, cfg.snr_db, cfg.max_attempts)
+            else:
+                result = stream_latents(latents, link, model)
             rows.append({"scenario": scenario_of(regime), "regime": regime, "rule": rule, "tau": link.tau,
                          "beta": link.beta, **clip_metrics(frames, result, b_raw, cfg.omega), **result.extra})
             timelines[f"{regime}/{rule}"] = timeline(result, frames)

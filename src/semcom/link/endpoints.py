@@ -68,8 +68,9 @@ class _Endpoint:
     def _apply(self, msg: wire.Message) -> tuple[torch.Tensor, int | None]:
         """What both ends do with a message: the latent ``z^_t`` (eq. 2) and the slot written, if any."""
         if isinstance(msg, wire.MissMessage):
-            latent = dequantize(np.frombuffer(msg.codes, dtype=np.uint8), self.config.latent_bits)
-            return latent, self.memory.write(latent, self.t)
+            codes = np.frombuffer(msg.codes, dtype=np.uint8)
+            latent = dequantize(codes, self.config.latent_bits)
+            return latent, self.memory.write(latent, self.t, codes)
         latent = self.rule.readout(msg.index, self.memory)
         if isinstance(msg, wire.RefineMessage):
             latent = refine(latent, np.frombuffer(msg.codes, dtype=np.uint8), self.config.residual_bits,

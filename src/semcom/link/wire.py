@@ -32,6 +32,7 @@ VERSION = 1
 RULE_IDS = {"nearest": 0, "hopfield": 1, "paper": 2}
 POLICY_IDS = {"none": 0, "lru": 1}
 ADAPTIVE_FLAG = 0x80  # flags bit 7: adaptive arithmetic coding of the stream
+SESSION_FLAG = 0x08   # flags bit 3: a session file (semcom.link.transcript) follows, not a stream
 _HEADER = struct.Struct(">3sBBHIffBHHI4sBf")
 HEADER_SIZE = _HEADER.size + 4  # + CRC-32 of the header fields
 
@@ -270,6 +271,7 @@ class StreamHeader:
     config: LinkConfig
     frames: int = 0
     weights: bytes = b"\0\0\0\0"
+    session: bool = False
 
     def __post_init__(self) -> None:
         if len(self.weights) != 4:
@@ -279,7 +281,8 @@ class StreamHeader:
 
     def to_bytes(self) -> bytes:
         c = self.config
-        flags = RULE_IDS[c.rule] | POLICY_IDS[c.full_policy] << 4 | (ADAPTIVE_FLAG if c.coding == "adaptive" else 0)
+        flags = (RULE_IDS[c.rule] | POLICY_IDS[c.full_policy] << 4 | (ADAPTIVE_FLAG if c.coding == "adaptive" else 0)
+                 | (SESSION_FLAG if self.session else 0))
         body = _HEADER.pack(MAGIC, VERSION, flags, c.d, c.m_max, c.beta, c.tau, c.top_k,
                             c.height, c.width, self.frames, self.weights, c.residual_bits, c.tau_refine)
         return body + zlib.crc32(body).to_bytes(4, "big")
@@ -301,7 +304,8 @@ class StreamHeader:
         rules = {v: k for k, v in RULE_IDS.items()}
         policies = {v: k for k, v in POLICY_IDS.items()}
         coding = "adaptive" if flags & ADAPTIVE_FLAG else "fixed"
-        flags &= ~ADAPTIVE_FLAG
+        session = bool(flags & SESSION_FLAG)
+        flags &= ~(ADAPTIVE_FLAG | SESSION_FLAG)
         if (flags & 0xF) not in rules or (flags >> 4) not in policies:
             raise WireFormatError(f"stream header has unknown rule/policy flags {flags:#04x}")
         try:
@@ -310,4 +314,4 @@ class StreamHeader:
                                residual_bits=residual_bits, tau_refine=tau_refine)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
-        return cls(config, frames, weights)
+        return cls(config, frames, weights, session)

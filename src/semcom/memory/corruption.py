@@ -15,9 +15,12 @@ import torch.nn.functional as F
 
 def permute_ids(id_map: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     """A copy of ``id_map`` with a fraction ``p`` of its entries permuted among themselves (a derangement
-    of the chosen entries when there are at least two, so every chosen entry really moves)."""
+    of the chosen entries when there are at least two, so every chosen entry really moves).
+
+    ``p * len`` is rounded stochastically (up with probability its fractional part), so the expected
+    fraction is ``p`` even for a small map."""
     out = id_map.copy()
-    n = int(round(p * len(id_map)))
+    n = int(np.floor(p * len(id_map) + rng.random()))
     if n < 2:
         return out
     chosen = rng.choice(len(id_map), size=n, replace=False)

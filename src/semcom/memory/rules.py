@@ -78,6 +78,10 @@ class DecisionRule(ABC):
         """What the receiver reconstructs on a hit with ``index``: ``mu_index`` (eq. 2)."""
         return memory.prototypes[index].clone()
 
+    def readouts(self, memory: PrototypeMemory) -> torch.Tensor:
+        """Every stored prototype's readout, (M, d): what a cue lookup searches."""
+        return memory.prototypes.clone()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tau={self.tau}, beta={self.beta}, top_k={self.top_k})"
 
@@ -120,6 +124,10 @@ class HopfieldRule(DecisionRule):
         """(H1): the Hopfield update of the stored prototype ``mu_index``."""
         p = memory.prototypes
         return hopfield_retrieve(p[index : index + 1], p, self.beta)[0]
+
+    def readouts(self, memory: PrototypeMemory) -> torch.Tensor:
+        """(H1) for every stored prototype at once."""
+        return hopfield_retrieve(memory.prototypes, memory.prototypes, self.beta)
 
 
 RULES: dict[str, type[DecisionRule]] = {r.name: r for r in (NearestRule, HopfieldRule, PaperRule)}

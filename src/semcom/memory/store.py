@@ -29,6 +29,7 @@ class PrototypeMemory:
         self.full_policy = full_policy
         self._data = torch.empty(min(m_max, 64), d)
         self._last_used = np.zeros(min(m_max, 64), dtype=np.int64)
+        self._codes = np.zeros((min(m_max, 64), d), dtype=np.uint8)
         self.size = 0
 
     @property
@@ -43,6 +44,13 @@ class PrototypeMemory:
         view.flags.writeable = False
         return view
 
+    @property
+    def codes(self) -> np.ndarray:
+        """The 8-bit codes each prototype was written from (zeros where written without), (size, d)."""
+        view = self._codes[: self.size]
+        view.flags.writeable = False
+        return view
+
     def __len__(self) -> int:
         return self.size
 
@@ -52,7 +60,9 @@ class PrototypeMemory:
         data[: self.size] = self._data[: self.size]
         used = np.zeros(cap, dtype=np.int64)
         used[: self.size] = self._last_used[: self.size]
-        self._data, self._last_used = data, used
+        codes = np.zeros((cap, self.d), dtype=np.uint8)
+        codes[: self.size] = self._codes[: self.size]
+        self._data, self._last_used, self._codes = data, used, codes
 
     def touch(self, slot: int, t: int) -> None:
         """Record that ``slot`` was used at frame ``t`` (a hit)."""
@@ -66,33 +76,67 @@ class PrototypeMemory:
             return int(np.argmin(self._last_used[: self.size]))
         return None
 
-    def write(self, latent: torch.Tensor, t: int) -> int | None:
-        """Store ``latent`` (d,) for frame ``t``; returns the slot, or None (full, policy ``none``)."""
+    def write(self, latent: torch.Tensor, t: int, codes: np.ndarray | None = None,
+              slot: int | None = None) -> int | None:
+        """Store ``latent`` (d,) for frame ``t``, with the ``codes`` it was dequantised from (kept for a
+        bit-exact refresh); returns the slot, or None (full, policy ``none``).
+
+        ``slot`` overwrites that stored slot instead of applying the write policy (a refresh).
+        """
         if latent.shape != (self.d,):
             raise ValueError(f"latent of shape {tuple(latent.shape)} does not fit a memory of dimension {self.d}")
-        slot = self.slot_for_write()
         if slot is None:
-            return None
+            slot = self.slot_for_write()
+            if slot is None:
+                return None
+        elif not 0 <= slot < self.size:
+            raise ValueError(f"slot {slot} is not stored (memory holds {self.size})")
         if slot == self.size:
             if self.size == self._data.shape[0]:
                 self._grow()
             self.size += 1
         self._data[slot] = latent
         self._last_used[slot] = t
+        self._codes[slot] = 0 if codes is None else codes
         return slot
 
-    def snapshot(self) -> tuple[torch.Tensor, np.ndarray, int]:
-        """A copy of the exact state, for :meth:`restore`."""
-        return self.prototypes.clone(), self._last_used[: self.size].copy(), self.size
+    def swap(self, i: int, j: int) -> None:
+        """Exchange the contents (vector and codes) of slots ``i`` and ``j``, keeping their recency: the
+        repair of an ID map that sent IDs ``i`` and ``j`` to each other's slot."""
+        for a in (self._data, self._codes):
+            a[[i, j]] = a[[j, i]]
 
-    def restore(self, state: tuple[torch.Tensor, np.ndarray, int]) -> None:
+    def corrupt(self, prototypes: torch.Tensor) -> None:
+        """Replace the stored vectors, codes kept (fault injection: :mod:`semcom.memory.corruption`)."""
+        if prototypes.shape != (self.size, self.d):
+            raise ValueError(f"{tuple(prototypes.shape)} prototypes for a memory of {self.size}")
+        self._data[: self.size] = prototypes
+
+    def snapshot(self) -> tuple[torch.Tensor, np.ndarray, int, np.ndarray]:
+        """A copy of the exact state, for :meth:`restore`."""
+        return self.prototypes.clone(), self._last_used[: self.size].copy(), self.size, self.codes.copy()
+
+    def restore(self, state: tuple) -> None:
         """Return to a :meth:`snapshot` (a transmitter undoing a frame its receiver never got)."""
-        data, used, size = state
+        data, used, size, codes = state
         while self._data.shape[0] < size:
             self._grow()
         self._data[:size] = data
         self._last_used[:size] = used
+        self._codes[:size] = codes
         self.size = size
+
+    def truncate(self, size: int) -> None:
+        """Keep only slots ``0 .. size-1`` (a receiver that holds slots its transmitter does not)."""
+        self.size = min(self.size, size)
+
+    def slot_hash(self, slot: int, salt: int = 0, bits: int = 16) -> int:
+        """A ``bits``-bit salted hash of one slot's vector and recency (an audit of the memory, slot by
+        slot; a new salt gives an independent hash for a second round)."""
+        h = hashlib.sha256(salt.to_bytes(8, "big"))
+        h.update(self._data[slot].contiguous().numpy().tobytes())
+        h.update(self._last_used[slot : slot + 1].tobytes())
+        return int.from_bytes(h.digest()[:8], "big") >> (64 - bits)
 
     def digest(self) -> str:
         """SHA-256 of the exact state (prototypes and recency), to compare Tx and Rx."""

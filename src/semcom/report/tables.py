@@ -15,6 +15,14 @@ COLUMNS: list[Column] = [
     ("reasoning_capacity", "C_R", "{:.2f}"), ("psnr_db", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
     ("memory_size", "M", "{}")]
 
+#: What a run under faults adds (semcom.link.session.fault_summary), per regime and rule.
+FAULT_COLUMNS: list[Column] = [
+    ("regime", "regime", "{}"), ("rule", "rule", "{}"), ("forward_bits_per_frame", "forward/frame", "{:.1f}"),
+    ("feedback_bits_per_frame", "feedback/frame", "{:.1f}"), ("repair_bits_per_frame", "repair/frame", "{:.1f}"),
+    ("damaged_packets", "damaged pkts", "{}"), ("refreshes", "refreshes", "{}"), ("cue_failures", "cue fails", "{}"),
+    ("lookups", "lookups", "{}"), ("repaired_slots", "repaired", "{}"), ("frames_lost", "lost", "{}"),
+    ("faults", "faults", "{}"), ("frames_to_resync", "to resync", "{}"), ("psnr_db", "PSNR dB", "{:.2f}")]
+
 TEXT_KEYS = {"scenario", "regime", "rule", "system", "reason"}
 
 
