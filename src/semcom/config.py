@@ -41,7 +41,7 @@ class LinkConfig(BaseModel):
     rule: RuleName = "hopfield"
     tau: float = Field(DEFAULT_TAU, gt=0.0, lt=1.0)
     beta: float = Field(DEFAULT_BETA, gt=0.0, le=1e6)
-    m_max: int = Field(256, ge=1, le=2**24)
+    m_max: int = Field(256, ge=1, le=2**24 - 1)
     d: int = Field(64, ge=1, le=4096)
     latent_bits: Literal[8] = 8
     full_policy: FullPolicy = "lru"

@@ -72,7 +72,7 @@ def main(args) -> int:
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    threads = 1 if cfg.channel else torch.get_num_threads()
+    threads = 1 if cfg.channel or cfg.protected else torch.get_num_threads()
     with progress(len(cfg.regimes) * len(cfg.rules), "streaming", args.json) as step, torch_threads(threads):
         results = run_semantic_link(cfg, model, progress=step)
     elapsed = time.perf_counter() - t0

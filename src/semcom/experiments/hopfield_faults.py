@@ -84,16 +84,17 @@ def pool(rows: list[dict]) -> dict:
                 "clips": len(rows)}
 
 
-def _clips(model: SphericalAutoencoder, cfg: ReproConfig) -> dict:
-    return {r: encode_clip(model, r, cfg.seed, cfg.frames) for r in REGIMES}
+def _clips(model: SphericalAutoencoder, cfg: ReproConfig, regimes) -> dict:
+    return {r: encode_clip(model, r, cfg.seed, cfg.frames) for r in regimes}
 
 
-def run_fig3(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None) -> dict:
+def run_fig3(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None,
+             regimes=REGIMES, levels_of: dict = LEVELS, protocols: dict = PROTOCOLS) -> dict:
     """Rows (rule, mode, level, protocol) under a one-off corruption half-way through every clip."""
-    clips, seeds = _clips(model, cfg), _seeds(cfg)
+    clips, seeds = _clips(model, cfg, regimes), _seeds(cfg)
     rows = []
-    for mode, levels in LEVELS.items():
-        for protocol, protection in PROTOCOLS.items():
+    for mode, levels in levels_of.items():
+        for protocol, protection in protocols.items():
             for rule in FIG3_RULES:
                 link = link_for(cfg, rule, FAULT_TAU, model)
                 for level in levels:
@@ -106,7 +107,7 @@ def run_fig3(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[
                 if progress:
                     progress(f"{mode}/{protocol}/{rule}")
     return {"rows": rows, "delta": delta_bits(rows), "paper": PAPER_FIG3, "seeds": list(seeds),
-            "protocols": {k: v.model_dump() for k, v in PROTOCOLS.items()}}
+            "protocols": {k: v.model_dump() for k, v in protocols.items()}}
 
 
 def delta_bits(rows: list[dict]) -> list[dict]:
@@ -124,13 +125,14 @@ def delta_bits(rows: list[dict]) -> list[dict]:
     return out
 
 
-def run_errors(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None) -> dict:
+def run_errors(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None,
+               regimes=REGIMES, bers=BERS, erasures=ERASURES) -> dict:
     """Rows (rule, channel, level): every rule under bit errors and under erasures (semcom's protocol)."""
-    clips, seeds, protection = _clips(model, cfg), _seeds(cfg), PROTOCOLS["semcom"]
+    clips, seeds, protection = _clips(model, cfg, regimes), _seeds(cfg), PROTOCOLS["semcom"]
     rows = []
     for rule in cfg.rules:
         link = link_for(cfg, rule, FAULT_TAU, model)
-        for channel, levels in (("bsc", BERS), ("erasure", ERASURES)):
+        for channel, levels in (("bsc", bers), ("erasure", erasures)):
             key = "ber" if channel == "bsc" else "erasure_rate"
             for level in levels:
                 row = run_clips(model, clips, link, protection,
@@ -154,15 +156,16 @@ def figure3(results: dict, out: Path) -> list[Path]:
     for mode, name, xlabel in (("id_permutation", "fig3a_id_permutation.png", "fraction p of permuted IDs"),
                                ("vector_noise", "fig3b_vector_noise.png", "noise sigma on stored prototypes")):
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+        protocols = list(results["protocols"])
         for r_key in FIG3_RULES:
-            for protocol in PROTOCOLS:
+            for protocol in protocols:
                 pts = sorted((r["level"], r["refreshes"] + r["repaired_slots"]) for r in results["rows"]
                              if r["mode"] == mode and r["rule"] == r_key and r["protocol"] == protocol)
                 a.plot(*zip(*pts), STYLES[protocol], marker="o", color=COLOURS[r_key], label=f"{r_key}, {protocol}")
         a.set(xlabel=xlabel, ylabel="refreshes + repaired slots (all clips, seeds)", title=f"Fig. 3: {mode}")
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             pts = sorted((d["level"], d["delta_bits_per_clip"]) for d in results["delta"]
                          if d["mode"] == mode and d["protocol"] == protocol)
             b.plot(*zip(*pts), STYLES[protocol], marker="s", color="black", label=protocol)

@@ -143,8 +143,10 @@ ERRORS_COLUMNS: list[Column] = [
 
 def _fig3(cfg, model, progress: Progress, out: Path) -> Outcome:
     from semcom.experiments.hopfield_faults import figure3, run_fig3
+    from semcom.threads import torch_threads
 
-    res = run_fig3(cfg, model, progress)
+    with torch_threads(1):   # per-frame ops are tiny: idle intra-op threads only spin
+        res = run_fig3(cfg, model, progress)
     return Outcome(res, figure3(res, out), [("Fig. 3: refreshes under receiver memory corruption", res["rows"],
                                              FIG3_COLUMNS),
                                             ("Fig. 3: Delta bits, VQ minus Hopfield", res["delta"], DELTA_COLUMNS)],
@@ -154,8 +156,10 @@ def _fig3(cfg, model, progress: Progress, out: Path) -> Outcome:
 
 def _errors(cfg, model, progress: Progress, out: Path) -> Outcome:
     from semcom.experiments.hopfield_faults import figure_errors, run_errors
+    from semcom.threads import torch_threads
 
-    res = run_errors(cfg, model, progress)
+    with torch_threads(1):
+        res = run_errors(cfg, model, progress)
     return Outcome(res, figure_errors(res, out), [("The link under channel errors", res["rows"], ERRORS_COLUMNS)])
 
 

@@ -13,10 +13,16 @@ whole packet zero-padded to a byte, then a checksum:
 * ``REFRESH``, the answer to a refresh request: ``seq`` | ``digest`` if due |
   ``slot`` in ``ceil(log2(M + 1))`` bits (``M`` = a new slot, by the write
   policy) | the ``d`` 8-bit codes of the frame's quantised latent | pad | CRC-32;
-* ``AUDIT``, the answer to a resync request: ``seq`` | the 32-bit digest of the
-  transmitter's memory | ``M`` salted 16-bit slot hashes | pad | CRC-32;
-* ``REPAIR``, the answer to the receiver's list of bad slots: ``seq`` | per
-  listed slot, its ``d`` codes and its last-use frame (32 bits) | pad | CRC-32.
+* ``AUDIT``, the answer to a resync request, in chunks: ``seq`` | the 32-bit
+  digest of the transmitter's memory | its size ``M`` and the first slot of
+  the chunk (24 bits each) | up to ``AUDIT_CHUNK`` salted 16-bit slot hashes |
+  pad | CRC-32;
+* ``REPAIR``, one per slot the receiver listed as bad, in its order: ``seq`` |
+  the slot's ``d`` codes and its last-use frame (32 bits) | pad | CRC-32.
+
+Audits and repairs go in short packets so that each has a fair chance through
+a noisy channel, and what arrived is kept: a repair interrupted by a dropped
+frame resumes with fewer bad slots.
 
 The checksum is CRC-32 (zlib) on packets that carry codes and hashes, and
 ``checksum_bits`` (16: CRC-16/CCITT, binascii; or 32) on the short ones
@@ -25,8 +31,9 @@ A packet whose length, checksum, sequence number, symbol or padding is wrong
 is rejected with :class:`WireFormatError`; nothing is applied.
 
 The feedback channel (receiver to transmitter) carries: ``ACK`` (1 bit), a
-request (1 + 2 + 8 bits: flag, kind, seq) and, during a resync, a bitmap of
-the slots to repair (``M`` bits). It is modelled as error-free (a low-rate
+request (1 + 2 + 8 bits: flag, kind, seq), during a resync a bitmap of the
+slots to repair (``M`` bits), and during an audit or a repair "next" or
+"again" (1 bit). It is modelled as error-free (a low-rate
 control channel can afford a strong code); every bit of it is counted.
 """
 
@@ -44,7 +51,10 @@ SEQ_BITS = 8
 DIGEST_BITS = 32
 SLOT_HASH_BITS = 16
 LAST_USED_BITS = 32
+SIZE_BITS = 24           # memory sizes and slot numbers in an audit (m_max < 2**24)
+AUDIT_CHUNK = 32         # slot hashes per AUDIT packet
 ACK_BITS = 1
+MORE_BITS = 1            # "got it, next" (or "again") during an audit or a repair
 REQUEST_BITS = 1 + 2 + SEQ_BITS
 
 
@@ -162,6 +172,8 @@ class RefreshPacket:
 
 def encode_refresh(slot: int | None, codes: bytes, memory_size: int, seq: int, digest: int | None = None) -> bytes:
     """A ``REFRESH`` packet: the quantised latent's codes, for ``slot`` (None: a new one)."""
+    if slot is not None and not 0 <= slot < memory_size:
+        raise ValueError(f"refresh of slot {slot} in a memory of {memory_size}")
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
     if digest is not None:
@@ -186,32 +198,40 @@ def decode_refresh(packet: bytes, memory_size: int, d: int, seq: int, digest_due
 @dataclass(frozen=True)
 class AuditPacket:
     digest: int
-    hashes: tuple[int, ...]
+    memory_size: int          # the transmitter's M
+    first: int                # the slot of the first hash in this packet
+    hashes: tuple[int, ...]   # min(AUDIT_CHUNK, M - first) salted slot hashes
 
 
-def encode_audit(digest: int, hashes: list[int], seq: int) -> bytes:
-    """An ``AUDIT`` packet: the memory's digest and one salted hash per slot."""
+def audit_count(memory_size: int, first: int) -> int:
+    """Slot hashes in the ``AUDIT`` packet that starts at slot ``first``."""
+    return max(0, min(AUDIT_CHUNK, memory_size - first))
+
+
+def encode_audit(digest: int, memory_size: int, first: int, hashes: list[int], seq: int) -> bytes:
+    """An ``AUDIT`` packet: the memory's digest and size, and the hashes of slots ``first ..``."""
+    if first % AUDIT_CHUNK or (first >= memory_size and not first == memory_size == 0):
+        raise ValueError(f"an audit chunk starts at a multiple of {AUDIT_CHUNK} below {memory_size}, not {first}")
+    if len(hashes) != audit_count(memory_size, first):
+        raise ValueError(f"{len(hashes)} hashes for the audit of slots {first}.. of {memory_size}")
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
     w.write(digest, DIGEST_BITS)
+    w.write(memory_size, SIZE_BITS)
+    w.write(first, SIZE_BITS)
     for h in hashes:
         w.write(h, SLOT_HASH_BITS)
     return _seal(w, 32)
 
 
-def decode_audit(packet: bytes, memory_size: int, seq: int) -> AuditPacket:
-    """``memory_size`` is the transmitter's (the receiver learns it from the packet's length)."""
+def decode_audit(packet: bytes, seq: int) -> AuditPacket:
     r = _open(packet, 32, seq)
-    digest = r.read(DIGEST_BITS)
-    hashes = tuple(r.read(SLOT_HASH_BITS) for _ in range(memory_size))
+    digest, size, first = r.read(DIGEST_BITS), r.read(SIZE_BITS), r.read(SIZE_BITS)
+    if first % AUDIT_CHUNK or (first >= size and not first == size == 0):
+        raise WireFormatError(f"audit from slot {first} of a memory of {size}")
+    hashes = tuple(r.read(SLOT_HASH_BITS) for _ in range(audit_count(size, first)))
     _finish(r)
-    return AuditPacket(digest, hashes)
-
-
-def audit_size(packet: bytes) -> int:
-    """The number of slot hashes an ``AUDIT`` packet of this length holds."""
-    body_bits = 8 * (len(packet) - 4) - SEQ_BITS - DIGEST_BITS
-    return max(body_bits, 0) // SLOT_HASH_BITS
+    return AuditPacket(digest, size, first, hashes)
 
 
 @dataclass(frozen=True)
@@ -220,19 +240,18 @@ class SlotRepair:
     last_used: int
 
 
-def encode_repair(repairs: list[SlotRepair], seq: int) -> bytes:
-    """A ``REPAIR`` packet: codes and last use of each slot the receiver listed, in its order."""
+def encode_repair(repair: SlotRepair, seq: int) -> bytes:
+    """A ``REPAIR`` packet: the codes and last use of the next slot the receiver listed."""
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
-    for rep in repairs:
-        for c in rep.codes:
-            w.write(c, 8)
-        w.write(rep.last_used % (1 << LAST_USED_BITS), LAST_USED_BITS)
+    for c in repair.codes:
+        w.write(c, 8)
+    w.write(repair.last_used % (1 << LAST_USED_BITS), LAST_USED_BITS)
     return _seal(w, 32)
 
 
-def decode_repair(packet: bytes, count: int, d: int, seq: int) -> list[SlotRepair]:
+def decode_repair(packet: bytes, d: int, seq: int) -> SlotRepair:
     r = _open(packet, 32, seq)
-    out = [SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS)) for _ in range(count)]
+    out = SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS))
     _finish(r)
     return out

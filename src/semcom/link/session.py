@@ -50,7 +50,6 @@ from semcom.memory.cues import SimHash, hamming
 from semcom.quantization import dequantize
 
 CUE_SEED = 0x5EC  # both ends draw the SimHash planes from this seed
-MAX_PACKETS_PER_ATTEMPT = 8
 
 
 def simhash_for(link: LinkConfig, protection: ProtectionConfig) -> SimHash | None:
@@ -88,6 +87,7 @@ class Feedback:
     request: pk.Request | None = None
     slots: list[int] | None = None   # a resync's list of bad slots (bitmap)
     damaged: bool = False
+    more: bool = False               # during an audit or a repair: next packet (or, if damaged, again)
 
 
 class ProtectedTransmitter:
@@ -112,29 +112,47 @@ class ProtectedTransmitter:
         self.message, self.record, self.z = tx.last_message, tx.last, z
         self.digest = digest32(mem) if self.digest_due else None   # the memory as it is for the whole frame
         self.refresh_slot: int | None | bool = False   # False: no refresh pending
+        self.phase = "data"
         cue = None
         if self.simhash is not None and not isinstance(self.message, wire.MissMessage):
             cue = int(self.simhash(tx.rule.readout(self.message.index, mem)))
         return pk.encode_data(self.message, mem.size, self.t, self.frame, self.digest, cue)
 
     def answer(self, fb: Feedback) -> bytes:
-        """The packet that answers a request (or a list of slots to repair)."""
-        mem = self.tx.memory
+        """The packet that answers a feedback: a refresh, an audit chunk, a slot repair, or the last again."""
         if not fb.damaged:  # the receiver got a valid packet, and with it the digest
             self.digest_due = False
-        if fb.slots is not None:
-            return pk.encode_repair([pk.SlotRepair(mem.codes[s].tobytes(), int(mem.last_used[s]))
-                                     for s in fb.slots], self.t)
+        if fb.more and fb.damaged:
+            return self.last
         if fb.request is pk.Request.RESYNC:
             self.audits += 1
+            self.phase, self.first = "audit", 0
+        elif fb.slots is not None:
+            self.phase, self.queue = "repair", list(fb.slots)
+        elif fb.more and self.phase == "audit":
+            self.first += pk.AUDIT_CHUNK
+        elif fb.more:
+            self.queue.pop(0)
+        else:
+            self.phase = "refresh"
+            if fb.request is pk.Request.CUE:
+                self.refresh_slot = self.message.index
+            elif self.refresh_slot is False:      # DAMAGED: a refresh into a new slot (resent as it was)
+                self.refresh_slot = None
+        self.last = self._packet()
+        return self.last
+
+    def _packet(self) -> bytes:
+        mem = self.tx.memory
+        if self.phase == "audit":
             salt = audit_salt(self.t, self.audits)
-            return pk.encode_audit(digest32(mem), [mem.slot_hash(s, salt) for s in range(mem.size)], self.t)
-        if fb.request is pk.Request.CUE:
-            self.refresh_slot = self.message.index
-        elif self.refresh_slot is False:          # DAMAGED: a refresh into a new slot (resent as it was)
-            self.refresh_slot = None
-        codes = self._codes()
-        return pk.encode_refresh(self.refresh_slot, codes, mem.size, self.t,
+            hashes = [mem.slot_hash(s, salt) for s in range(self.first, self.first + pk.audit_count(mem.size,
+                                                                                                    self.first))]
+            return pk.encode_audit(digest32(mem), mem.size, self.first, hashes, self.t)
+        if self.phase == "repair":
+            s = self.queue[0]
+            return pk.encode_repair(pk.SlotRepair(mem.codes[s].tobytes(), int(mem.last_used[s])), self.t)
+        return pk.encode_refresh(self.refresh_slot, self._codes(), mem.size, self.t,
                                  self.digest if self.digest_due else None)
 
     def _codes(self) -> bytes:
@@ -188,23 +206,29 @@ class ProtectedReceiver:
         self.begin(t, check)
         fbs: list[Feedback] = []
         damaged = 0
-        for _ in range(MAX_PACKETS_PER_ATTEMPT * self.p.max_attempts):   # a guard; the attempts bound it first
+        for _ in range(self._packet_guard()):
             fb = self.on_packet(next_packet(fbs[-1] if fbs else None))
             fbs.append(fb)
             if fb.ack:
                 return fb.latent, fbs
             damaged += fb.damaged
-            if damaged >= self.p.max_attempts:
+            if damaged >= self.p.max_attempts or self.audits > self.p.max_attempts:
                 break
         self.rx.t = t + 1
         return None, fbs
+
+    def _packet_guard(self) -> int:
+        """A bound on the packets of one frame that the protocol never reaches (it stops after
+        ``max_attempts`` damaged packets or audit rounds): a whole audit and repair of every slot per round."""
+        m = self.rx.memory.size + 1
+        return (self.p.max_attempts + 1) * (4 + -(-m // pk.AUDIT_CHUNK) + m) + self.p.max_attempts
 
     def begin(self, t: int, check: bool) -> None:
         """A new frame; ``check``: a memory check falls due at it (it stays due until a digest arrives)."""
         self.t = t
         self.digest_due |= check
         self.expect, self.held, self.last_request = "data", None, pk.Request.DAMAGED
-        self.audits = 0
+        self.audits, self.hashes, self.bad = 0, [], []
         self.stats = RxStats()
 
     # -- the packets ---------------------------------------------------------------------------------
@@ -215,9 +239,9 @@ class ProtectedReceiver:
             if packet is None:
                 raise WireFormatError("packet lost")
             if self.expect == "audit":
-                return self._on_audit(pk.decode_audit(packet, pk.audit_size(packet), self.t))
+                return self._on_audit(pk.decode_audit(packet, self.t))
             if self.expect == "repair":
-                return self._on_repair(pk.decode_repair(packet, len(self.bad), self.rx.config.d, self.t))
+                return self._on_repair(pk.decode_repair(packet, self.rx.config.d, self.t))
             if self.expect == "data":
                 parsed = pk.decode_data(packet, mem.size, self.t, self.frame, self.digest_due)
             else:
@@ -235,8 +259,8 @@ class ProtectedReceiver:
 
     def _resend_request(self) -> Feedback:
         """A damaged or lost packet: ask again for what was expected."""
-        if self.expect == "repair":
-            return Feedback(pk.bitmap_bits(self.audit_size), slots=self.bad, damaged=True)
+        if self.expect in ("audit", "repair"):
+            return Feedback(pk.MORE_BITS, more=True, damaged=True)    # again, please
         fb = self._request(self.last_request if self.expect != "data" else pk.Request.DAMAGED)
         fb.damaged = True
         if fb.request is pk.Request.DAMAGED:
@@ -246,7 +270,7 @@ class ProtectedReceiver:
     def _request(self, kind: pk.Request) -> Feedback:
         self.last_request = kind
         if kind is pk.Request.RESYNC:
-            self.expect = "audit"
+            self.expect, self.hashes = "audit", []
             self.audits += 1
             self.stats.resyncs += 1
         else:
@@ -256,22 +280,33 @@ class ProtectedReceiver:
     # -- resync ----------------------------------------------------------------------------------------
 
     def _on_audit(self, audit: pk.AuditPacket) -> Feedback:
+        """Collect the audit's chunks; then list the slots whose hashes differ (or that this memory lacks)."""
+        if audit.first != len(self.hashes) or (self.hashes and audit.memory_size != self.tx_size):
+            raise WireFormatError(f"audit chunk from slot {audit.first}, expected {len(self.hashes)}")
+        self.tx_digest, self.tx_size = audit.digest, audit.memory_size
+        self.hashes += audit.hashes
+        if len(self.hashes) < audit.memory_size:
+            return Feedback(pk.MORE_BITS, more=True)
         mem = self.rx.memory
-        self.tx_digest, self.audit_size = audit.digest, len(audit.hashes)
         salt = audit_salt(self.t, self.audits)
-        self.bad = [s for s, h in enumerate(audit.hashes) if s >= mem.size or mem.slot_hash(s, salt) != h]
-        mem.truncate(len(audit.hashes))
+        self.bad = [s for s, h in enumerate(self.hashes) if s >= mem.size or mem.slot_hash(s, salt) != h]
+        mem.truncate(audit.memory_size)
+        if not self.bad:
+            return self._verified()
         self.expect = "repair"
-        return Feedback(pk.bitmap_bits(len(audit.hashes)), slots=self.bad)
+        return Feedback(pk.bitmap_bits(audit.memory_size), slots=list(self.bad))
 
-    def _on_repair(self, repairs: list[pk.SlotRepair]) -> Feedback:
-        mem = self.rx.memory
-        for s, rep in zip(self.bad, repairs, strict=True):
-            q, latent = _codes_latent(rep.codes, self.rx.config.latent_bits)
-            # a slot past the end (this memory missed a write) is appended: ``bad`` is in slot order
-            mem.write(latent, rep.last_used, q, slot=s if s < mem.size else None)
-        self.stats.repaired_slots += len(repairs)
-        if digest32(mem) != self.tx_digest:
+    def _on_repair(self, rep: pk.SlotRepair) -> Feedback:
+        """Write one listed slot (kept even if the frame is dropped later); verify after the last."""
+        mem, s = self.rx.memory, self.bad.pop(0)
+        q, latent = _codes_latent(rep.codes, self.rx.config.latent_bits)
+        # a slot past the end (this memory missed a write) is appended: ``bad`` is in slot order
+        mem.write(latent, rep.last_used, q, slot=s if s < mem.size else None)
+        self.stats.repaired_slots += 1
+        return Feedback(pk.MORE_BITS, more=True) if self.bad else self._verified()
+
+    def _verified(self) -> Feedback:
+        if digest32(self.rx.memory) != self.tx_digest:
             return self._request(pk.Request.RESYNC)   # a hash collision hid a slot: audit again, new salt
         self.known_bad = False
         return self._decode()

@@ -7,7 +7,7 @@ is kept, and the file replays it through a fresh receiver, which must ask for
 exactly what the live one asked for. Layout (docs/wire-format.md, "Session files"):
 
 * the 41-byte stream header, with flag bit 3 set ("a session follows");
-* a 90-byte session block (magic ``SCS``, version, the :class:`ProtectionConfig`
+* a 65-byte session block (magic ``SCS``, version, the :class:`ProtectionConfig`
   and the receiver-side faults to re-inject, CRC-32);
 * per frame: the number of packets the receiver got (1 byte), then each as a
   2-byte length (``0xFFFF``: lost) and its bytes, as received (bit errors included);
