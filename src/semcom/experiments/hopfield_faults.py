@@ -163,6 +163,7 @@ def figure3(results: dict, out: Path) -> list[Path]:
                              if r["mode"] == mode and r["rule"] == r_key and r["protocol"] == protocol)
                 a.plot(*zip(*pts), STYLES[protocol], marker="o", color=COLOURS[r_key], label=f"{r_key}, {protocol}")
         a.set(xlabel=xlabel, ylabel="refreshes + repaired slots (all clips, seeds)", title=f"Fig. 3: {mode}")
+        a.set_yscale("symlog", linthresh=1)
         a.legend(fontsize=7)
         a.grid(alpha=0.3)
         for protocol in protocols:

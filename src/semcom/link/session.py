@@ -47,7 +47,7 @@ from semcom.link.endpoints import Receiver, Transmitter
 from semcom.link.faults import Corruption, PacketChannel
 from semcom.memory import PrototypeMemory
 from semcom.memory.cues import SimHash, hamming
-from semcom.quantization import dequantize
+from semcom.quantization import dequantize, quantize
 
 CUE_SEED = 0x5EC  # both ends draw the SimHash planes from this seed
 
@@ -156,8 +156,6 @@ class ProtectedTransmitter:
                                  self.digest if self.digest_due else None)
 
     def _codes(self) -> bytes:
-        from semcom.quantization import quantize
-
         return quantize(self.z, self.tx.config.latent_bits).tobytes()
 
     def commit(self, delivered: bool) -> None:

@@ -51,4 +51,8 @@ def write_report(out: Path, results: dict, config: dict, figures: Sequence[Path]
              "the wire bits; <code>results.json</code> also holds the eq. 3 versions.</p>")
     blocks = [intro, "<h2>Summary per scenario and rule</h2>", table_html(results["summary"]),
               "<h2>Per regime</h2>", table_html(results["rows"])]
+    if results["rows"] and "refreshes" in results["rows"][0]:
+        from semcom.report.tables import FAULT_COLUMNS
+
+        blocks += ["<h2>Faults and their repair (docs/faults.md)</h2>", table_html(results["rows"], FAULT_COLUMNS)]
     return write_page(out, title, blocks, figures, video, config)
