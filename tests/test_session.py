@@ -229,17 +229,18 @@ def test_fault_injection_over_seeds_regimes_and_rules(rule):
     from semcom.models import load_autoencoder
 
     model = load_autoencoder(None)
-    k = 8
     for i, regime in enumerate(REGIMES):
         _, latents = encode_clip(model, regime, frames=48)
-        for seed in range(3):
+        for seed in range(10):
             rng = np.random.default_rng(100 * i + seed)
+            k, tol = int(rng.choice([4, 8, 16])), float(rng.choice([0.0, 0.25]))
             faults = FaultConfig(corrupt_ids=float(rng.choice([0.0, 0.2, 0.5])),
                                  corrupt_sigma=float(rng.choice([0.02, 0.1, 0.3])),
                                  corrupt_rate=float(rng.choice([0.0, 0.05])), corrupt_at=int(rng.integers(1, 40)),
                                  ber=float(rng.choice([0.0, 1e-4, 1e-3])), erasure_rate=float(rng.choice([0, 0.05])),
                                  seed=seed)
-            _, _, recs = run(latents, LinkConfig(rule=rule), ProtectionConfig(cue_bits=32, sync_every=k), faults)
+            _, _, recs = run(latents, LinkConfig(rule=rule),
+                             ProtectionConfig(cue_bits=32, cue_tolerance=tol, sync_every=k), faults)
             assert not any(r.decoded_known_bad for r in recs), (regime, seed)
             for f, delay in zip([j for j, r in enumerate(recs) if r.corrupted or r.damaged], resync_delays(recs)):
                 later_fault = any(r.corrupted for r in recs[f + 1 : f + 1 + (delay or len(recs))])
