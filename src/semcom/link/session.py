@@ -13,17 +13,18 @@ over an error-free, counted feedback channel. Per frame ``t``:
    both write into a new slot (the paper's "new transmission").
 3. A digest that disagrees with the receiver's memory makes it *known bad*:
    the receiver asks for a resync before it decodes anything. The transmitter
-   sends an ``AUDIT`` (a salted 16-bit hash per slot), the receiver lists the
-   slots that differ, the transmitter sends their codes and recency
-   (``REPAIR``), and the receiver checks the digest again (a new salt per round).
+   sends ``AUDIT`` chunks (a salted 16-bit hash per slot), the receiver lists
+   the slots that differ, the transmitter sends their codes and recency one
+   ``REPAIR`` at a time (kept even if the frame is dropped later), and the
+   receiver checks the digest again (a new salt per round).
 4. On a hit, the receiver verifies the cue against its own readout, tolerating
    ``cue_tolerance`` of the bits; if that fails it looks the cue up over all its
    readouts (content-addressable) and, if found, swaps the two slots back (the
    repair of a permuted ID map); if not, it asks for a refresh of that slot,
    and both ends write the frame's quantised latent into it.
 5. The receiver acknowledges what it decoded; only then does the transmitter
-   apply the same message to its memory. A frame that suffers more than
-   ``max_attempts`` damaged packets is dropped at both ends (the receiver shows
+   apply the same message to its memory. A frame that suffers
+   ``max_attempts`` damaged packets (or audit rounds) is dropped at both ends (the receiver shows
    its previous frame); a receiver still known bad resyncs at the next frame.
 
 So the receiver never decodes from a memory it knows to be out of sync, and
