@@ -6,7 +6,6 @@ import binascii
 import copy
 import functools
 import math
-import time
 import zlib
 from dataclasses import dataclass
 
@@ -478,12 +477,10 @@ def test_random_one_and_two_bit_errors_are_rejected(case, data):
 # =========================================================================== fuzzing the decoders
 
 
-def _timed(fn, *args):
-    start = time.perf_counter()
-    try:
-        return fn(*args)
-    finally:
-        assert time.perf_counter() - start < 1.0, "a decoder took over a second"
+def _decoded(fn, *args):
+    """Call a decoder. Every loop in the decoders is bounded by fields it has already checked (d, at most
+    AUDIT_CHUNK hashes), so a hang would be a bug that stalls this test; tests never assert on wall time."""
+    return fn(*args)
 
 
 params = st.fixed_dictionaries(dict(
@@ -495,20 +492,20 @@ def _decode_all(blob: bytes, q: dict) -> None:
     """Feed ``blob`` to every decoder; anything accepted must re-encode to exactly ``blob`` (one encoding each)."""
     p = pk.Protection(q["d"], q["residual_bits"], q["cue_bits"], q["crc"])
     try:
-        got = _timed(pk.decode_data, blob, q["m"], q["seq"], p, q["digest_due"])
+        got = _decoded(pk.decode_data, blob, q["m"], q["seq"], p, q["digest_due"])
     except WireFormatError:
         pass
     else:
         assert pk.encode_data(got.message, q["m"], q["seq"], p, got.digest, got.cue) == blob
     try:
-        ref = _timed(pk.decode_refresh, blob, q["m"], q["d"], q["seq"], q["digest_due"])
+        ref = _decoded(pk.decode_refresh, blob, q["m"], q["d"], q["seq"], q["digest_due"])
     except WireFormatError:
         pass
     else:
         assert ref.slot is None or 0 <= ref.slot < q["m"]
         assert pk.encode_refresh(ref.slot, ref.codes, q["m"], q["seq"], ref.digest) == blob
     try:
-        audit = _timed(pk.decode_audit, blob, q["seq"])
+        audit = _decoded(pk.decode_audit, blob, q["seq"])
     except WireFormatError:
         pass
     else:
@@ -516,7 +513,7 @@ def _decode_all(blob: bytes, q: dict) -> None:
         assert first % 32 == 0 and (first < m or first == m == 0) and len(audit.hashes) == min(32, m - first)
         assert pk.encode_audit(audit.digest, m, first, list(audit.hashes), q["seq"]) == blob
     try:
-        rep = _timed(pk.decode_repair, blob, q["d"], q["seq"])
+        rep = _decoded(pk.decode_repair, blob, q["d"], q["seq"])
     except WireFormatError:
         pass
     else:
@@ -570,7 +567,7 @@ def test_fuzz_mutated_valid_packets(case, ops, q):
     """Mutations of real DATA packets, to the decoders under their own and under random parameters."""
     blob = _mutate(case.encode(), ops)
     try:
-        got = _timed(case.decode, blob)
+        got = _decoded(case.decode, blob)
     except WireFormatError:
         pass
     else:
