@@ -35,16 +35,12 @@ def main(args) -> int:
     lost = 0
     try:
         if header.session:   # a link with faults: replay what its receiver got
-            from semcom.experiments.semantic_link import shown_frames
+            from semcom.experiments.semantic_link import hold_last, shown_frames
             from semcom.link.transcript import replay
 
             latents, prx = replay(data, model.decoder, fingerprint(model))
             rx, lost = prx.rx, sum(z is None for z in latents)
-            held, last = [], None
-            for z in latents:
-                last = z if z is not None else last
-                held.append(last)
-            frames = shown_frames(held, rx, header.config.d)
+            frames = shown_frames(hold_last(latents), rx, header.config.d)
         else:
             frames = rx.decode(torch.stack(list(rx.iter_stream(data, header.frames, HEADER_SIZE))))
     except WireFormatError as exc:

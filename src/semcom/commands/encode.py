@@ -91,13 +91,12 @@ def _record(r) -> dict:
 
 def _encode_session(args, model, link, source, protection, faults) -> int:
     """Faults or cues: run the link live (a file has no feedback channel) and write the session file."""
-    from semcom.experiments.semantic_link import stream_protected
+    from semcom.experiments.semantic_link import encode_frames, stream_protected
     from semcom.metrics import psnr, ssim
 
     frames = source.frames
     with progress(len(frames), "encoding", args.json):
-        with torch.no_grad():
-            latents = torch.cat([model.encoder(x) for x in _batches(frames)])
+        latents = encode_frames(model, frames)
         result = stream_protected(latents, link, model, protection, faults, record=True)
     data = result.session
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -124,9 +123,3 @@ def _encode_session(args, model, link, source, protection, faults) -> int:
         out_console.print(table)
     return 0
 
-
-def _batches(frames, size: int = 64):
-    from semcom.frames import to_tensor
-
-    for i in range(0, len(frames), size):
-        yield to_tensor(frames[i : i + size])

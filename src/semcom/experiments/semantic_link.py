@@ -133,14 +133,13 @@ def stream_over_air(latents: torch.Tensor, link: LinkConfig, model: SphericalAut
 
     tx, rx = Transmitter(link), Receiver(link, model.decoder)
     air = OverTheAir(tx, rx, phy, max_attempts, snr_db)
-    shown, held, records, air_records = [], None, [], []
+    got, records, air_records = [], [], []
     for z in latents:
-        got, rec = air.step(z)
-        held = got if got is not None else held
-        shown.append(held)
+        latent, rec = air.step(z)
+        got.append(latent)
         records.append(tx.last)
         air_records.append(rec)
-    decoded = shown_frames(shown, rx, link.d)
+    decoded = shown_frames(hold_last(got), rx, link.d)
     n = len(latents)
     extra = {"channel_uses_per_frame": sum(r.channel_uses for r in air_records) / n,
              "attempts_per_frame": sum(r.attempts for r in air_records) / n,
@@ -168,15 +167,15 @@ def stream_protected(latents: torch.Tensor, link: LinkConfig, model: SphericalAu
     from semcom.link.session import ProtectedLink, fault_summary
 
     pl = ProtectedLink(link, protection, faults, model.decoder, record=record)
-    held, last, records, session = [], None, [], []
+    decoded, records, session = [], [], []
     for z in latents:
         latent, rec = pl.step(z)
-        last = latent if latent is not None else last
-        held.append(last)
+        decoded.append(latent)
         records.append(replace(pl.tx.record, paper_bits=rec.paper_bits))
         session.append(rec)
     forward = sum(r.forward_bits for r in session)
-    result = StreamResult(records, shown_frames(held, pl.rx.rx, link.d), forward // 8, extra=fault_summary(session),
+    shown = shown_frames(hold_last(decoded), pl.rx.rx, link.d)
+    result = StreamResult(records, shown, forward // 8, extra=fault_summary(session),
                           wire_bits=forward + sum(r.feedback_bits for r in session))
     if record:
         header = StreamHeader(link, len(latents), fingerprint(model), session=True).to_bytes()
@@ -189,8 +188,24 @@ def encode_clip(model: SphericalAutoencoder, regime: str, seed: int = 0,
     """The frames of ``regime`` at the model's size and their latents ``z = f_theta(x)``."""
     hp = model.hparams
     clip = regime_clip(regime, seed=seed, frames=frames, height=hp["height"], width=hp["width"])
-    with torch.no_grad():
-        return clip, torch.cat([model.encoder(x) for x in _batches(clip)])
+    return clip, encode_frames(model, clip)
+
+
+@torch.no_grad()
+def encode_frames(model: SphericalAutoencoder, frames: np.ndarray, batch: int = 64) -> torch.Tensor:
+    """``z = f_theta(x)`` for uint8 frames (T, H, W, 3), in batches -> (T, d)."""
+    from semcom.frames import to_tensor
+
+    return torch.cat([model.encoder(to_tensor(frames[i : i + batch])) for i in range(0, len(frames), batch)])
+
+
+def hold_last(latents: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """What a receiver shows: each dropped frame (None) replaced by the last one decoded before it."""
+    held, last = [], None
+    for z in latents:
+        last = z if z is not None else last
+        held.append(last)
+    return held
 
 
 def clip_metrics(frames: np.ndarray, result: StreamResult, b_raw: int, omega: float = 1.0,
@@ -297,10 +312,3 @@ def run_semantic_link(cfg: RunConfig, model: SphericalAutoencoder,
                 progress(f"{regime}/{rule}")
     return {"rows": rows, "summary": summarise(rows, cfg.omega), "timelines": timelines,
             "header_bits": 8 * (HEADER_SIZE + TRAILER_SIZE), "video": video}
-
-
-def _batches(frames: np.ndarray, size: int = 64):
-    from semcom.frames import to_tensor
-
-    for i in range(0, len(frames), size):
-        yield to_tensor(frames[i : i + size])
