@@ -254,3 +254,23 @@ def test_fault_injection_over_seeds_regimes_and_rules(rule):
             for r in recs:
                 if r.damaged and not r.corrupted and all(not x.corrupted for x in recs[: r.t + 1]):
                     assert r.in_sync
+
+
+@pytest.mark.parametrize("cue_of, fails", [("prototype", False), ("readout", True)])
+def test_a_readout_cue_sees_corruption_of_the_neighbours(cue_of, fails):
+    """With a soft Hopfield readout (small beta), r_j depends on every slot: wrecking slot k changes what the
+    receiver decodes for j. A cue of the prototype mu_j cannot see it; a cue of the readout can."""
+    latents = drift(n=40, jumps=4, step=0.02)
+    link = LinkConfig(rule="hopfield", tau=0.9, beta=2.0)
+    pl = ProtectedLink(link, ProtectionConfig(cue_bits=64, cue_tolerance=0.0, sync_every=0, cue_of=cue_of))
+    _fill(pl, latents[:35])
+    target = pl.tx.tx.rule.decide(latents[35], pl.tx.tx.memory).index
+    mem = pl.rx.rx.memory
+    assert mem.size >= 3
+    wrecked = mem.prototypes.clone()
+    others = [k for k in range(mem.size) if k != target]
+    wrecked[others] = -wrecked[others]
+    mem.corrupt(wrecked)
+    _, rec = pl.step(latents[35])
+    assert rec.hit and (rec.cue_failures == 1) == fails
+    assert (rec.kind == "refresh") == fails

@@ -91,18 +91,20 @@ def validated(model: type[BaseModel], **values) -> BaseModel:
 class ProtectionConfig(BaseModel):
     """How a link protects itself against faults (both ends share it; :mod:`semcom.link.session`).
 
-    ``cue_bits`` > 0 sends a SimHash cue of the readout with every hit (the Hopfield paper's
-    ``B_cue``, 32 there); the receiver accepts it with up to ``cue_tolerance`` of its bits wrong
-    (25 % there). ``checksum_bits`` is the CRC of short packets (hits); packets carrying codes use
-    CRC-32. Every ``sync_every`` frames the transmitter sends a 32-bit digest of its memory, and a
-    receiver that disagrees resyncs before it decodes (0: never, the paper's protocol).
-    ``max_attempts`` is how many damaged or lost packets a frame may suffer before it is dropped.
+    ``cue_bits`` > 0 sends a SimHash cue of the referenced prototype with every hit (the Hopfield
+    paper's ``B_cue``, 32 there; ``cue_of="readout"``: of what the receiver will decode, the rule's
+    readout); the receiver accepts it with up to ``cue_tolerance`` of its bits wrong (25 % there).
+    ``checksum_bits`` is the CRC of short packets (hits); packets carrying codes use CRC-32. Every
+    ``sync_every`` frames the transmitter sends a 32-bit digest of its memory, and a receiver that
+    disagrees resyncs before it decodes (0: never, the paper's protocol). ``max_attempts`` is how
+    many damaged or lost packets a frame may suffer before it is dropped.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cue_bits: int = Field(0, ge=0, le=64)
     cue_tolerance: float = Field(0.25, ge=0.0, le=1.0)
+    cue_of: Literal["prototype", "readout"] = "prototype"
     checksum_bits: Literal[16, 32] = 16
     sync_every: int = Field(16, ge=0, le=65536)
     max_attempts: int = Field(4, ge=1, le=64)

@@ -78,6 +78,8 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cue-bits", type=int, default=None,
                    help="SimHash cue bits sent with every hit (the paper: 32; 0 = none)")
     g.add_argument("--cue-tolerance", type=float, default=0.25, help="fraction of cue bits allowed to differ")
+    g.add_argument("--cue-of", default="prototype", choices=["prototype", "readout"],
+                   help="what the cue fingerprints: the referenced prototype (the paper) or the rule's readout")
     g.add_argument("--sync-every", type=int, default=16,
                    help="a 32-bit memory check every N frames, resync on mismatch (0 = never, the paper)")
     g.add_argument("--checksum-bits", type=int, default=16, choices=[16, 32], help="CRC of short packets (hits)")
@@ -101,6 +103,6 @@ def fault_configs(args) -> tuple[ProtectionConfig | None, FaultConfig]:
     if args.cue_bits is None and not faults.active:
         return None, faults
     cue_bits = 32 if args.cue_bits is None else args.cue_bits
-    return validated(ProtectionConfig, cue_bits=cue_bits, cue_tolerance=args.cue_tolerance,
+    return validated(ProtectionConfig, cue_bits=cue_bits, cue_tolerance=args.cue_tolerance, cue_of=args.cue_of,
                      sync_every=args.sync_every, checksum_bits=args.checksum_bits,
                      max_attempts=getattr(args, "max_attempts", 4)), faults

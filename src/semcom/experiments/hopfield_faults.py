@@ -4,8 +4,9 @@
   each clip, by an ID-map permutation of a fraction ``p`` of its entries
   (Fig. 3a) or by Gaussian noise of standard deviation ``sigma`` on its
   prototypes (Fig. 3b). Rows per rule (VQ = ``nearest``, ``hopfield``), level
-  and protocol: ``paper`` (32-bit cues with 25 % tolerance, lookup, refresh;
-  nothing else), ``exact-cue`` (the same with no tolerance) and ``semcom``
+  and protocol: ``paper`` (32-bit cues of the referenced prototype with 25 %
+  tolerance, lookup, refresh; nothing else), ``readout-cue`` (the cue of the
+  rule's readout instead), ``exact-cue`` (no tolerance) and ``semcom``
   (the paper's, plus a 32-bit memory check every 16 frames and a resync when
   it fails).
 * ``hopfield-errors``: every forward packet crosses a binary symmetric channel
@@ -38,6 +39,7 @@ FIG3_RULES = ("nearest", "hopfield")
 LEVELS = {"id_permutation": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
           "vector_noise": (0.0, 0.02, 0.05, 0.1, 0.15, 0.2)}
 PROTOCOLS = {"paper": ProtectionConfig(cue_bits=32, cue_tolerance=0.25, sync_every=0),
+             "readout-cue": ProtectionConfig(cue_bits=32, cue_tolerance=0.25, sync_every=0, cue_of="readout"),
              "exact-cue": ProtectionConfig(cue_bits=32, cue_tolerance=0.0, sync_every=0),
              "semcom": ProtectionConfig(cue_bits=32, cue_tolerance=0.25, sync_every=16)}
 BERS = (0.0, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2)
@@ -147,7 +149,7 @@ def run_errors(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable
 # -- figures -------------------------------------------------------------------------------------------
 
 COLOURS = {"nearest": "#1f77b4", "hopfield": "#d62728", "paper": "#2ca02c"}
-STYLES = {"paper": "--", "exact-cue": ":", "semcom": "-"}
+STYLES = {"paper": "--", "readout-cue": "-.", "exact-cue": ":", "semcom": "-"}
 
 
 def figure3(results: dict, out: Path) -> list[Path]:

@@ -179,7 +179,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
                      "over AWGN and Rayleigh (16-QAM, LDPC 1/2, ARQ)", lambda cfg: 4, _link_snr),
         Reproduction("hopfield-fig3", "Fig. 3a/3b: refreshes and Delta bits of Hopfield against VQ as the receiver's "
                      "ID map is permuted (p) or its prototypes perturbed (sigma), with cues, lookup and refresh",
-                     lambda cfg: 12, _fig3),
+                     lambda cfg: 16, _fig3),
         Reproduction("hopfield-errors", "PSNR and bits per frame against bit-error rate and erasure rate for every "
                      "rule, with per-packet checksums, refresh and memory checks", lambda cfg: len(cfg.rules),
                      _errors),

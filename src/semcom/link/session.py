@@ -6,8 +6,9 @@ over an error-free, counted feedback channel. Per frame ``t``:
 
 1. The transmitter decides the frame's message against its memory (which it
    does not change yet) and sends it as a ``DATA`` packet, with the SimHash cue
-   of the readout on a hit, and the digest of its memory when a check is due
-   (every ``sync_every`` frames, and until one arrives).
+   of the referenced prototype (or of its readout, ``cue_of``) on a hit, and
+   the digest of its memory when a check is due (every ``sync_every`` frames,
+   and until one arrives).
 2. The receiver rejects a lost or damaged packet and asks for a refresh; the
    transmitter answers with a ``REFRESH``: the frame's quantised latent, which
    both write into a new slot (the paper's "new transmission").
@@ -17,9 +18,9 @@ over an error-free, counted feedback channel. Per frame ``t``:
    the slots that differ, the transmitter sends their codes and recency one
    ``REPAIR`` at a time (kept even if the frame is dropped later), and the
    receiver checks the digest again (a new salt per round).
-4. On a hit, the receiver verifies the cue against its own readout, tolerating
+4. On a hit, the receiver verifies the cue against its own slot, tolerating
    ``cue_tolerance`` of the bits; if that fails it looks the cue up over all its
-   readouts (content-addressable) and, if found, swaps the two slots back (the
+   slots (content-addressable) and, if found, swaps the two slots back (the
    repair of a permuted ID map); if not, it asks for a refresh of that slot,
    and both ends write the frame's quantised latent into it.
 5. The receiver acknowledges what it decoded; only then does the transmitter
@@ -56,6 +57,14 @@ CUE_SEED = 0x5EC  # both ends draw the SimHash planes from this seed
 def simhash_for(link: LinkConfig, protection: ProtectionConfig) -> SimHash | None:
     """The cue function both ends build from the shared config (None: no cues)."""
     return SimHash(link.d, protection.cue_bits, CUE_SEED) if protection.cue_bits else None
+
+
+def cued(rule, memory: PrototypeMemory, cue_of: str, index: int | None = None) -> torch.Tensor:
+    """What a cue fingerprints: the stored prototype ``mu_j`` (the paper) or the rule's readout (for
+    ``hopfield``, ``r_j``, which depends on the whole memory); of slot ``index``, or of every slot."""
+    if cue_of == "prototype":
+        return memory.prototypes if index is None else memory.prototypes[index]
+    return rule.readouts(memory) if index is None else rule.readout(index, memory)
 
 
 def receiver_corruption(faults: FaultConfig) -> Corruption:
@@ -116,7 +125,7 @@ class ProtectedTransmitter:
         self.phase = "data"
         cue = None
         if self.simhash is not None and not isinstance(self.message, wire.MissMessage):
-            cue = int(self.simhash(tx.rule.readout(self.message.index, mem)))
+            cue = int(self.simhash(cued(tx.rule, mem, self.p.cue_of, self.message.index)))
         return pk.encode_data(self.message, mem.size, self.t, self.frame, self.digest, cue)
 
     def answer(self, fb: Feedback) -> bytes:
@@ -335,19 +344,19 @@ class ProtectedReceiver:
 
     def _cue_holds(self, index: int, cue: int) -> bool:
         """Verify the cue on slot ``index``; else look it up by content and swap the slot found back."""
-        mem, rule, tol = self.rx.memory, self.rx.rule, self.p.cue_tolerance
-        limit = int(tol * self.simhash.bits)
-        if int(hamming(self.simhash(rule.readout(index, mem)), cue)) <= limit:
+        mem, rule, cue_of = self.rx.memory, self.rx.rule, self.p.cue_of
+        limit = int(self.p.cue_tolerance * self.simhash.bits)
+        if int(hamming(self.simhash(cued(rule, mem, cue_of, index)), cue)) <= limit:
             return True
         self.stats.cue_failures += 1
-        dist = hamming(self.simhash(rule.readouts(mem)), cue)
+        dist = hamming(self.simhash(cued(rule, mem, cue_of)), cue)
         dist[index] = np.iinfo(dist.dtype).max
         best = int(np.argmin(dist))
         if dist[best] > limit:
             return False
         mem.swap(index, best)
         self.stats.lookups += 1
-        return int(hamming(self.simhash(rule.readout(index, mem)), cue)) <= limit
+        return int(hamming(self.simhash(cued(rule, mem, cue_of, index)), cue)) <= limit
 
 
 @dataclass(frozen=True)

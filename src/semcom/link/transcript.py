@@ -7,7 +7,7 @@ is kept, and the file replays it through a fresh receiver, which must ask for
 exactly what the live one asked for. Layout (docs/wire-format.md, "Session files"):
 
 * the 41-byte stream header, with flag bit 3 set ("a session follows");
-* a 65-byte session block (magic ``SCS``, version, the :class:`ProtectionConfig`
+* a 66-byte session block (magic ``SCS``, version, the :class:`ProtectionConfig`
   and the receiver-side faults to re-inject, CRC-32);
 * per frame: the number of packets the receiver got (1 byte), then each as a
   2-byte length (``0xFFFF``: lost) and its bytes, as received (bit errors included);
@@ -31,7 +31,8 @@ from semcom.link import wire
 
 MAGIC = b"SCS"
 VERSION = 1
-_BLOCK = struct.Struct(">3sBBdBHBdddqdI")
+_BLOCK = struct.Struct(">3sBBdBHBdddqdIB")
+CUE_OF = ("prototype", "readout")
 BLOCK_SIZE = _BLOCK.size + 4
 LOST = 0xFFFF
 
@@ -41,7 +42,7 @@ def session_block(protection: ProtectionConfig, faults: FaultConfig) -> bytes:
     p, f = protection, faults
     body = _BLOCK.pack(MAGIC, VERSION, p.cue_bits, p.cue_tolerance, p.checksum_bits, p.sync_every, p.max_attempts,
                        f.corrupt_ids, f.corrupt_sigma, f.corrupt_rate, -1 if f.corrupt_at is None else f.corrupt_at,
-                       f.ber, f.seed)
+                       f.ber, f.seed, CUE_OF.index(p.cue_of))
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
@@ -52,12 +53,14 @@ def parse_session_block(data: bytes) -> tuple[ProtectionConfig, FaultConfig]:
     if zlib.crc32(body).to_bytes(4, "big") != crc:
         raise WireFormatError("session block is corrupted (CRC mismatch)")
     (magic, version, cue_bits, tol, checksum_bits, sync_every, max_attempts, ids, sigma, rate, at, ber,
-     seed) = _BLOCK.unpack(body)
+     seed, cue_of) = _BLOCK.unpack(body)
     if magic != MAGIC or version != VERSION:
         raise WireFormatError(f"not a semcom session block (magic {magic!r}, version {version})")
+    if cue_of >= len(CUE_OF):
+        raise WireFormatError(f"session block names an unknown cue target {cue_of}")
     try:
         protection = validated(ProtectionConfig, cue_bits=cue_bits, cue_tolerance=tol, checksum_bits=checksum_bits,
-                               sync_every=sync_every, max_attempts=max_attempts)
+                               sync_every=sync_every, max_attempts=max_attempts, cue_of=CUE_OF[cue_of])
         faults = validated(FaultConfig, corrupt_ids=ids, corrupt_sigma=sigma, corrupt_rate=rate,
                            corrupt_at=None if at < 0 else at, ber=ber, seed=seed)
     except ConfigError as exc:
