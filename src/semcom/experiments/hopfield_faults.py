@@ -81,8 +81,7 @@ def pool(rows: list[dict]) -> dict:
                 "feedback_bits_per_frame": sum(r["feedback_bits_per_frame"] * r["frames"] for r in rows) / n,
                 "repair_bits_per_frame": sum(r["repair_bits_per_frame"] * r["frames"] for r in rows) / n,
                 "hit_rate": s["hits"] / n, "mse": mse, "psnr_db": float(10 * np.log10(1 / max(mse, 1e-12))),
-                "frames_to_resync": max(delays) if delays and not s["unresolved_faults"] else
-                (None if s["unresolved_faults"] else 0),
+                "frames_to_resync": None if s["unresolved_faults"] else max(delays, default=0),
                 "clips": len(rows)}
 
 

@@ -67,6 +67,11 @@ def cued(rule, memory: PrototypeMemory, cue_of: str, index: int | None = None) -
     return rule.readouts(memory) if index is None else rule.readout(index, memory)
 
 
+def check_due(protection: ProtectionConfig, t: int) -> bool:
+    """Whether a memory check falls due at frame ``t`` (both ends count frames)."""
+    return protection.sync_every > 0 and t % protection.sync_every == 0
+
+
 def receiver_corruption(faults: FaultConfig) -> Corruption:
     """The receiver-memory faults of ``faults``, seeded apart from the channel's."""
     return Corruption(faults, np.random.default_rng([faults.seed, 1]))
@@ -411,7 +416,7 @@ class ProtectedLink:
         """One frame; returns what the receiver decoded (None: dropped) and the frame's record."""
         t, p = self.t, self.protection
         corrupted = self.corruption.due(t) and self.corruption.apply(self.rx.rx.memory)
-        check = p.sync_every > 0 and t % p.sync_every == 0
+        check = check_due(p, t)
         first, sent, received = self.tx.begin(z, check), [], []
 
         def deliver(fb: Feedback | None) -> bytes | None:

@@ -112,7 +112,7 @@ def replay(data: bytes, decoder: torch.nn.Module | None = None,
     :class:`semcom.link.session.ProtectedReceiver`. A receiver that asks for packets the file does not
     hold, or leaves some unread, means the file is not the record of this protocol: an error."""
     from semcom.link.endpoints import Receiver
-    from semcom.link.session import ProtectedReceiver, receiver_corruption, simhash_for
+    from semcom.link.session import ProtectedReceiver, check_due, receiver_corruption, simhash_for
 
     header = wire.StreamHeader.from_bytes(data[: wire.HEADER_SIZE])
     if not header.session:
@@ -133,8 +133,7 @@ def replay(data: bytes, decoder: torch.nn.Module | None = None,
             except StopIteration:
                 raise WireFormatError(f"frame {t}: the receiver asks for a packet the session does not hold") from None
 
-        check = protection.sync_every > 0 and t % protection.sync_every == 0
-        latent, _ = prx.receive_frame(t, check, next_packet)
+        latent, _ = prx.receive_frame(t, check_due(protection, t), next_packet)
         if next(feed, False) is not False:
             raise WireFormatError(f"frame {t}: the session holds packets the receiver never asked for")
         out.append(latent)
