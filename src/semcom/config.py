@@ -76,7 +76,7 @@ class LinkConfig(BaseModel):
         return v
 
 
-def validated(model: type[BaseModel], **values) -> BaseModel:
+def validated(model: type[BaseModel], /, **values) -> BaseModel:
     """Build ``model(**values)``, turning a validation failure into a one-line ConfigError."""
     try:
         return model(**values)

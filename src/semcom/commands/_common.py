@@ -41,9 +41,41 @@ def progress(total: int, label: str, quiet: bool):
         yield lambda desc="": bar.update(task, advance=1, description=f"{label} {desc}")
 
 
+#: The default tau of the codec link's tile test (semcom.schemes.codec_link).
+DEFAULT_CODEC_TAU = 0.9
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str = "sphere64") -> None:
+    """``-m/--model NAME -q/--quality Q``, CompressAI's zoo convention (semcom.models.zoo)."""
+    from semcom.models.zoo import MODELS
+
+    p.add_argument("-m", "--model", default=default, help=f"model of the zoo: {', '.join(MODELS)} "
+                   f"(default {default})")
+    p.add_argument("-q", "--quality", type=int, default=None,
+                   help="quality level of the model, 1 = fewest bits (default: the model's highest)")
+
+
+def model_kind(args) -> str:
+    """The zoo kind of ``args.model`` ("sphere" or "spatial"), checking the name and quality."""
+    from semcom.models.zoo import check_quality, entry
+
+    args.quality = check_quality(args.model, args.quality)
+    return entry(args.model).kind
+
+
+def codec_config(args, height: int = 64, width: int = 64):
+    """The codec link's config from the command line (semcom.schemes.codec_link)."""
+    from semcom.schemes.codec_link import CodecLinkConfig
+
+    tau = DEFAULT_CODEC_TAU if args.tau is None else args.tau
+    return validated(CodecLinkConfig, model=args.model, quality=args.quality, tau=tau, m_max=args.m_max,
+                     full_policy=args.full_policy, height=height, width=width)
+
+
 def link_config(args, rule: str, model) -> LinkConfig:
     hp = model.hparams
-    return validated(LinkConfig, rule=rule, tau=args.tau, beta=args.beta, m_max=args.m_max,
+    tau = DEFAULT_TAU if args.tau is None else args.tau
+    return validated(LinkConfig, rule=rule, tau=tau, beta=args.beta, m_max=args.m_max,
                      full_policy=args.full_policy, coding=args.coding, top_k=args.top_k, d=hp["d"],
                      residual_bits=args.residual_bits, tau_refine=args.tau_refine,
                      height=hp["height"], width=hp["width"])
@@ -55,7 +87,9 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
                        choices=["nearest", "hopfield", "paper"], help="decision rules to compare")
     else:
         p.add_argument("--rule", default="hopfield", choices=["nearest", "hopfield", "paper"])
-    p.add_argument("--tau", type=float, default=DEFAULT_TAU, help="similarity threshold tau in (0, 1), eq. (1)")
+    add_model_args(p)
+    p.add_argument("--tau", type=float, default=None, help="similarity threshold tau in (0, 1), eq. (1) "
+                   f"(default {DEFAULT_TAU} for sphere64, {DEFAULT_CODEC_TAU} for a spatial model's tile test)")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="inverse temperature beta of eq. (4)")
     p.add_argument("--m-max", type=int, default=256, help="memory capacity M_max")
     p.add_argument("--full-policy", default="lru", choices=["none", "lru"],

@@ -25,11 +25,14 @@ def add_parser(sub) -> None:
 def main(args) -> int:
     from semcom.link import Receiver
     from semcom.link.wire import HEADER_SIZE
-    from semcom.sources import VIDEO_EXTENSIONS, write_folder, write_video
 
     if not args.stream.is_file():
         raise SourceError(f"stream file not found: {args.stream}")
     data = args.stream.read_bytes()
+    from semcom.schemes import stream_version
+
+    if stream_version(data) == 2:
+        return _decode_codec(args, data)
     model = load_autoencoder(args.weights)
     rx, header = Receiver.from_header(data[:HEADER_SIZE], model.decoder, fingerprint(model))
     lost = 0
@@ -45,10 +48,7 @@ def main(args) -> int:
             frames = rx.decode(torch.stack(list(rx.iter_stream(data, header.frames, HEADER_SIZE))))
     except WireFormatError as exc:
         raise WireFormatError(f"{args.stream}: {exc}") from None
-    if args.output.suffix.lower() in VIDEO_EXTENSIONS:
-        write_video(args.output, frames, fps=args.fps)
-    else:
-        write_folder(args.output, frames)
+    _write(args, frames)
     summary = {"stream": str(args.stream), "output": str(args.output), "frames": len(frames),
                "bytes": len(data), "bits_per_frame_wire": 8 * len(data) / len(frames), "rule": header.config.rule,
                "memory_size": rx.memory.size, "memory_digest": rx.memory.digest(), "session": header.session,
@@ -58,4 +58,37 @@ def main(args) -> int:
     else:
         out_console.print(f"decoded {len(frames)} frames ({len(data)} bytes, "
                           f"{summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
+    return 0
+
+
+def _write(args, frames) -> None:
+    from semcom.sources import VIDEO_EXTENSIONS, write_folder, write_video
+
+    if args.output.suffix.lower() in VIDEO_EXTENSIONS:
+        write_video(args.output, frames, fps=args.fps)
+    else:
+        write_folder(args.output, frames)
+
+
+def _decode_codec(args, data: bytes) -> int:
+    """A codec-link stream (version 2): the header names the model and quality; no flags needed."""
+    from semcom.models.zoo import load_model
+    from semcom.schemes.codec_link import CodecHeader, decode_stream
+
+    header = CodecHeader.from_bytes(data)
+    model = load_model(header.config.model, args.weights)
+    try:
+        frames, rx = decode_stream(data, model)
+    except WireFormatError as exc:
+        raise WireFormatError(f"{args.stream}: {exc}") from None
+    _write(args, frames)
+    summary = {"stream": str(args.stream), "output": str(args.output), "frames": len(frames), "bytes": len(data),
+               "bits_per_frame_wire": 8 * len(data) / len(frames), "model": header.config.model,
+               "quality": header.config.quality, "memory_size": rx.memory.size,
+               "memory_digest": rx.memory.digest(), "session": False, "frames_lost": 0}
+    if args.json:
+        print_json(summary)
+    else:
+        out_console.print(f"decoded {len(frames)} frames of {header.config.model} q{header.config.quality} "
+                          f"({len(data)} bytes, {summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
     return 0

@@ -17,7 +17,7 @@ from semcom.commands._common import (
     print_json,
     progress,
 )
-from semcom.config import validated
+from semcom.config import DEFAULT_TAU, validated
 from semcom.errors import ConfigError
 from semcom.models import fingerprint, load_autoencoder
 from semcom.threads import torch_threads
@@ -56,7 +56,7 @@ def main(args) -> int:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
     protection, faults = fault_configs(args)
     cfg = validated(RunConfig, protection=protection, faults=faults, rules=tuple(dict.fromkeys(args.rules)),
-                    regimes=regimes, tau=args.tau,
+                    regimes=regimes, tau=DEFAULT_TAU if args.tau is None else args.tau,
                     beta=args.beta, m_max=args.m_max, full_policy=args.full_policy, coding=args.coding,
                     top_k=args.top_k, residual_bits=args.residual_bits, tau_refine=args.tau_refine,
                     seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega,

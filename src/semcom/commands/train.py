@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semcom.commands._common import jsonable, out_console, print_json, progress
+from semcom.commands._common import add_model_args, jsonable, model_kind, out_console, print_json, progress
 from semcom.config import validated
 from semcom.errors import ConfigError
 from semcom.models import fingerprint
@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
     p.add_argument("--train-seed", type=int, default=None, help="algorithm1: first regime seed (eval uses 0)")
     p.add_argument("--regimes", nargs="+", default=None, help="algorithm1: the content regimes to train on")
     p.add_argument("--pool-seeds", type=int, default=None, help="algorithm1: rendered clips per regime")
+    add_model_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
@@ -104,22 +105,33 @@ def _images(args) -> tuple[list, str]:
 def main(args) -> int:
     _check_options(args)
     t0 = time.perf_counter()
-    if args.algorithm == "algorithm1":
+    spatial = model_kind(args) == "spatial"
+    if spatial and args.algorithm != "autoencoder":
+        raise ConfigError(f"--algorithm {args.algorithm} trains sphere64, not {args.model}")
+    if spatial:
+        summary, model, extra = _codec(args)
+    elif args.algorithm == "algorithm1":
         summary, model, extra = _algorithm1(args)
     elif args.algorithm == "beta-vae":
         summary, model, extra = _beta_vae(args)
     else:
         summary, model, extra = _autoencoder(args)
-    summary = {"algorithm": args.algorithm, "output": str(extra.pop("path"))} | summary
+    algorithm = "rate-distortion" if spatial else args.algorithm
+    summary = {"algorithm": algorithm, "model": args.model, "output": str(extra.pop("path"))} | summary
     summary |= {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint(model).hex()}
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "config.json").write_text(json.dumps({"algorithm": args.algorithm, **summary["config"]},
+        (args.out / "config.json").write_text(json.dumps({"algorithm": algorithm, **summary["config"]},
                                                          indent=2, default=jsonable))
         (args.out / "results.json").write_text(json.dumps(summary | extra, indent=2, default=jsonable))
         summary["out"] = str(args.out)
     if args.json:
         print_json(summary)
+    elif spatial:
+        q = summary["validation"] or []
+        out_console.print(f"{args.model} on {summary['data']} ({summary['seconds']} s) -> {summary['output']}; "
+                          "validation (held-out photos): " + ", ".join(
+                              f"q{r['quality']} {r['psnr_db']:.2f} dB {r['bits_per_frame']:.0f} bits" for r in q))
     else:
         line = f"{args.algorithm} on {summary['data']}: final MSE {summary['final_mse']:.5f}"
         if args.algorithm == "algorithm1":
@@ -213,3 +225,32 @@ def _algorithm1(args):
         files = write_trajectories(result, args.out, config=summary["config"])
         summary["trajectories"] = {k: str(v) for k, v in files.items()}
     return summary, model, extra
+
+
+def _codec(args):
+    """A spatial codec of the zoo (semcom.training.codec): rate-distortion training on photos split by photo."""
+    from semcom.sources.photos import TRAIN_PHOTOS, VALIDATION_PHOTOS, load_photo
+    from semcom.training.codec import CodecTrainConfig, save_codec, train_codec
+
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                   "seed": args.seed}.items() if v is not None}
+    cfg = validated(CodecTrainConfig, **overrides)
+    if args.images:
+        images, data_name = _images(args)
+        names = (args.images,)
+    else:
+        images, names = [load_photo(n) for n in TRAIN_PHOTOS], TRAIN_PHOTOS
+        data_name = f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses"
+    validation = [load_photo(n) for n in VALIDATION_PHOTOS]
+    with progress(cfg.steps, "training", args.json) as step:
+        model, log = train_codec(images, cfg, validation,
+                                 progress=lambda s, r: step(f"bpp {r['bpp']:.3f} mse {r['mse']:.4f}"),
+                                 checkpoint=lambda m, s, lg: save_codec(m, args.output, cfg, names,
+                                                                        VALIDATION_PHOTOS, lg))
+    path = save_codec(model, args.output, cfg, names, VALIDATION_PHOTOS, log)
+    validation_rows = next((r["validation"] for r in reversed(log) if "validation" in r), None)
+    summary = {"data": data_name, "config": cfg.model_dump(),
+               "final_mse": float(np.mean([r["mse"] for r in log[-50:]])),
+               "final_bpp": float(np.mean([r["bpp"] for r in log[-50:]])), "validation": validation_rows,
+               "train_photos": list(names), "validation_photos": list(VALIDATION_PHOTOS)}
+    return summary, model, {"path": path, "log": log}

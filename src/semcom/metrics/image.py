@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure,
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from semcom.frames import to_tensor
 
@@ -44,6 +48,21 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     _, full = structural_similarity_index_measure(x, y, data_range=1.0, return_full_image=True)
     c = SSIM_WINDOW // 2  # average the valid part only, as Wang et al.'s reference and scikit-image do
     return float(full[..., c:-c, c:-c].mean())
+
+
+#: MS-SSIM's scale weights (Wang, Simoncelli, Bovik 2003), the first three of the five, renormalised:
+#: a 64x64 frame has room for three scales of an 11-tap window, not five.
+MS_SSIM_BETAS = tuple(b / sum((0.0448, 0.2856, 0.3001)) for b in (0.0448, 0.2856, 0.3001))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean per-frame MS-SSIM over as many of its scales as the frame allows (three at 64x64, five from
+    176x176 up; torchmetrics' implementation)."""
+    x, y = (v.float() for v in _pair(a, b))
+    side = min(x.shape[-2:])
+    betas = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333) if side > 10 * 16 else MS_SSIM_BETAS
+    scores = multiscale_structural_similarity_index_measure(x, y, data_range=1.0, betas=betas, reduction="none")
+    return float(scores.mean())
 
 
 def psnr_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -17,11 +17,24 @@ SKIMAGE_COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field
 SKIMAGE_GREY = ("camera", "brick", "grass", "gravel", "moon", "coins", "page", "text")
 #: scikit-learn sample images.
 SKLEARN = ("china", "flower")
+#: More photographs that ship in wheels: scikit-image (cell, clock), matplotlib's sample data
+#: (grace_hopper, present), PyWavelets (aero, ascent). None of them is used by a content regime.
+EXTRA = ("cell", "clock_motion", "grace_hopper", "present", "aero", "ascent")
 
 _SKIMAGE_FILES = {"rocket": "rocket.jpg", "hubble_deep_field": "hubble_deep_field.jpg",
                   "retina": "retina.jpg", "immunohistochemistry": "ihc.png"}
 
-PHOTO_NAMES = SKIMAGE_COLOUR + SKIMAGE_GREY + SKLEARN
+PHOTO_NAMES = SKIMAGE_COLOUR + SKIMAGE_GREY + SKLEARN + EXTRA
+
+#: The photographs the eight content regimes are rendered from (:mod:`semcom.sources.regimes`); with
+#: ``motorcycle_right``, the other half of the stereo pair of ``motorcycle_left``, no learned codec of the
+#: zoo trains on any of them, so the regimes measure fidelity on content the training never saw.
+REGIME_PHOTOS = ("astronaut", "chelsea", "china", "rocket", "coffee", "immunohistochemistry", "coins",
+                 "retina", "camera", "motorcycle_left", "motorcycle_right", "gravel", "grass", "flower")
+#: Photos the learned codecs train on, and the photos they are validated on (split by photo).
+TRAIN_PHOTOS = ("hubble_deep_field", "moon", "brick", "page", "text", "cell", "clock_motion", "grace_hopper",
+                "aero")
+VALIDATION_PHOTOS = ("ascent", "present")
 
 
 def _to_rgb_uint8(img: np.ndarray) -> np.ndarray:
@@ -44,6 +57,17 @@ def load_photo(name: str) -> np.ndarray:
         from sklearn.datasets import load_sample_image
 
         img = load_sample_image(f"{name}.jpg")
+    elif name in ("aero", "ascent"):
+        import pywt.data
+
+        img = getattr(pywt.data, name)()
+    elif name in ("grace_hopper", "present"):
+        from matplotlib import cbook
+        from PIL import Image
+
+        file = "grace_hopper.jpg" if name == "grace_hopper" else "Minduka_Present_Blue_Pack.png"
+        with cbook.get_sample_data(file) as f:
+            img = np.asarray(Image.open(f).convert("RGB"))
     else:
         import os
 

@@ -1,0 +1,20 @@
+"""Pairs of endpoints by name: frames in, bytes out, bytes in, frames out.
+
+* the memory link over the ``sphere64`` model: :mod:`semcom.link` (stream version 1);
+* the memory link over a spatial codec of the zoo: :mod:`semcom.schemes.codec_link` (stream version 2).
+
+:func:`stream_version` tells which one a stream file belongs to, so ``semcom decode`` needs no flags.
+"""
+
+from __future__ import annotations
+
+from semcom.errors import WireFormatError
+
+MAGIC = b"SCM"
+
+
+def stream_version(data: bytes) -> int:
+    """The version byte of a semcom stream (1: the memory link over sphere64, 2: the codec link)."""
+    if len(data) < 4 or data[:3] != MAGIC:
+        raise WireFormatError("not a semcom stream (bad magic bytes)")
+    return data[3]

@@ -1,0 +1,356 @@
+"""The memory link over a spatial codec of the zoo: whole-frame hits, per-tile hits and conditional misses.
+
+Both endpoints hold a :class:`~semcom.memory.PrototypeMemory` whose prototypes are decoded latent grids
+``y^`` (``c x H/8 x W/8``, integers in the model's gain space, flattened), so the two copies are equal
+bit for bit by construction. Per frame ``t`` the transmitter computes ``y = g_a(x) * gain[q]``, picks the
+stored prototype nearest to it, ``j* = argmin_j ||y - y^_j||^2`` (or no reference when ``||y||^2`` is
+smaller: an intra frame), and decides per tile of ``tile x tile`` latent positions (``16 x 16`` pixels
+by default) whether the prototype already explains it: a tile *hits* when
+``mean (y - y^_j*)^2 <= (1 - tau) (mean y^2 + 1)`` over the tile, a relative-error form of the Hopfield
+paper's similarity test, eq. (1), where the ``+ 1`` (one quantisation step squared) lets tiles that
+round to almost nothing hit at low qualities. Then:
+
+* every tile hits — a **hit**: the message is the prototype's recency rank; both ends decode
+  ``y^_j*`` and mark the slot used (the Hopfield paper's index instead of a latent);
+* some tiles miss — an **inter** frame: the residual ``r = y - y^_j*`` is set to zero on the tiles that
+  hit and coded *given the prototype* (:class:`~semcom.models.hyperprior.SpatialHyperprior`'s conditional
+  coding: hyper-latent ``z^``, then ``r^`` under scales ``h_s(z^, y^_j*)``); both ends decode
+  ``y^ = y^_j* + r^`` and store it;
+* no reference — an **intra** frame: the same with ``y^_ref = 0``.
+
+A stream (version 2) is a CRC-protected header naming the scheme, model, quality and weights, then one
+range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
+adaptive recency rank (:func:`semcom.link.coding.recency_rank`), ``z^`` and ``r^`` — then a CRC-32.
+Its length is the bit count. ``FrameRecord.bits`` is each frame's information content under the
+coder's models; the file's length is the truth it adds up to (within the coder's final word).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from semcom.config import FullPolicy, validated
+from semcom.errors import ConfigError, WeightsError, WireFormatError
+from semcom.frames import to_tensor, to_uint8
+from semcom.link.coding import recency_rank, slot_of_rank
+from semcom.memory import PrototypeMemory
+from semcom.models.entropy import clip_symbols
+from semcom.models.weights import fingerprint
+from semcom.models.zoo import entry, entry_by_wire_id
+from semcom.schemes import MAGIC
+
+VERSION = 2
+SCHEME_ID = 1
+HIT, INTER, INTRA = 0, 1, 2
+KINDS = ("hit", "inter", "intra")
+#: The most frames a stream may declare (bounds a receiver's work whatever the payload says).
+MAX_FRAMES = 1 << 20
+_HEADER = struct.Struct(">3sBBBBBHfBHHI4s")
+HEADER_SIZE = _HEADER.size + 4
+_POLICIES = ("none", "lru")
+
+
+class CodecLinkConfig(BaseModel):
+    """What both ends of the codec link share: model and quality, ``tau`` of the tile test, memory size
+    ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "hyperprior"
+    quality: int = Field(8, ge=1, le=64)
+    tau: float = Field(0.9, gt=0.0, lt=1.0)
+    m_max: int = Field(64, ge=1, le=4096)
+    full_policy: FullPolicy = "lru"
+    tile: int = Field(2, ge=1, le=16)
+    height: int = Field(64, ge=16, le=4096)
+    width: int = Field(64, ge=16, le=4096)
+
+    @field_validator("tau", mode="before")
+    @classmethod
+    def _float32(cls, v):
+        try:
+            return float(np.float32(float(v)))
+        except (TypeError, ValueError, OverflowError):
+            return v
+
+    @field_validator("height", "width")
+    @classmethod
+    def _multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError("must be a multiple of 16 (the hyper-latent's stride)")
+        return v
+
+
+@dataclass(frozen=True)
+class CodecHeader:
+    """The stream header of the codec link (CRC-32 protected)."""
+
+    config: CodecLinkConfig
+    frames: int
+    weights: bytes
+
+    def to_bytes(self) -> bytes:
+        c = self.config
+        body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality,
+                            _POLICIES.index(c.full_policy), c.m_max, c.tau, c.tile, c.height, c.width,
+                            self.frames, self.weights)
+        return body + zlib.crc32(body).to_bytes(4, "big")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CodecHeader:
+        if len(data) < HEADER_SIZE:
+            raise WireFormatError(f"truncated stream header: {len(data)} of {HEADER_SIZE} bytes")
+        body = data[: _HEADER.size]
+        if zlib.crc32(body).to_bytes(4, "big") != data[_HEADER.size : HEADER_SIZE]:
+            raise WireFormatError("stream header is corrupted (CRC mismatch)")
+        (magic, version, scheme, model_id, quality, policy, m_max, tau, tile, h, w, frames,
+         weights) = _HEADER.unpack(body)
+        if magic != MAGIC or version != VERSION or scheme != SCHEME_ID:
+            raise WireFormatError(f"not a codec-link stream (version {version}, scheme {scheme})")
+        if policy >= len(_POLICIES):
+            raise WireFormatError(f"stream header has unknown full policy {policy}")
+        if not 1 <= frames <= MAX_FRAMES:
+            raise WireFormatError(f"stream declares {frames} frames, outside 1..{MAX_FRAMES}")
+        try:
+            config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
+                               tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, height=h, width=w)
+        except ConfigError as exc:
+            raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
+        return cls(config, frames, weights)
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame at the transmitter: its kind, reference slot, tiles that hit, bits, memory size after."""
+
+    t: int
+    kind: str
+    slot: int | None
+    tiles_hit: int
+    tiles: int
+    bits: float
+    memory_size: int
+
+    @property
+    def hit(self) -> bool:
+        return self.kind == "hit"
+
+
+def _categorical(counts: np.ndarray):
+    import constriction
+
+    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+class _CodecEndpoint:
+    """The state both ends share and the one place it changes (:meth:`_apply`)."""
+
+    def __init__(self, config: CodecLinkConfig, model) -> None:
+        if entry(config.model).kind != "spatial":
+            raise ConfigError(f"model {config.model} has no latent grid; the codec link takes a spatial model")
+        if config.quality > model.qualities:
+            raise ConfigError(f"invalid quality={config.quality} for model {config.model}: "
+                              f"choose from 1..{model.qualities}")
+        self.config, self.model = config, model
+        c = model.hparams["c"]
+        self.shape = (1, c, config.height // 8, config.width // 8)
+        self.z_shape = (1, model.hparams["cz"], config.height // 16, config.width // 16)
+        self.memory = PrototypeMemory(math.prod(self.shape), config.m_max, config.full_policy)
+        self.q = torch.tensor([config.quality - 1])
+        self.kind_counts = np.ones(3)
+        self.rank_counts = np.ones(0)
+        self.t = 0
+
+    def reference(self, slot: int | None) -> torch.Tensor:
+        if slot is None:
+            return torch.zeros(self.shape)
+        return self.memory.prototypes[slot].view(self.shape)
+
+    def rank_counts_now(self) -> np.ndarray:
+        """The adaptive counts of the recency ranks ``0 .. M-1`` (grown with the memory)."""
+        m = self.memory.size
+        if len(self.rank_counts) < m:
+            self.rank_counts = np.concatenate([self.rank_counts, np.ones(m - len(self.rank_counts))])
+        return self.rank_counts[:m]
+
+    def _apply(self, kind: int, slot: int | None, rank: int | None, y_hat: torch.Tensor) -> torch.Tensor:
+        """Both ends: count the kind and rank, then touch (hit) or store (inter, intra) ``y^``."""
+        self.kind_counts[kind] += 1
+        if rank is not None:
+            self.rank_counts_now()[rank] += 1
+        if kind == HIT:
+            self.memory.touch(slot, self.t)
+        else:
+            self.memory.write(y_hat.flatten(), self.t)
+        self.t += 1
+        return y_hat
+
+    @torch.no_grad()
+    def synthesise(self, y_hat: torch.Tensor) -> np.ndarray:
+        """``x^ = g_s(y^)`` as a uint8 frame (H, W, 3)."""
+        return to_uint8(self.model.synthesis(y_hat, self.q))[0]
+
+    def _scale_indexes(self, z_sym: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.model.gaussian.indexes(self.model.scales(z_sym, ref))
+
+
+class CodecTransmitter(_CodecEndpoint):
+    """Frames in, one range-coded payload out (:meth:`send`, then :meth:`finish`)."""
+
+    def __init__(self, config: CodecLinkConfig, model) -> None:
+        import constriction
+
+        super().__init__(config, model)
+        self.encoder = constriction.stream.queue.RangeEncoder()
+        self.records: list[FrameRecord] = []
+        self.decoded: list[np.ndarray] = []
+
+    def header(self, frames: int) -> bytes:
+        return CodecHeader(self.config, frames, fingerprint(self.model)).to_bytes()
+
+    def _choose(self, y: torch.Tensor) -> tuple[int | None, torch.Tensor]:
+        """The reference slot (None: intra) and the per-tile hit mask (True where the tile hits)."""
+        tiles = self._tile_energy(y)
+        if self.memory.size == 0:
+            return None, torch.zeros_like(tiles, dtype=torch.bool)
+        d = (self.memory.prototypes - y.flatten()).pow(2).sum(1)
+        j = int(torch.argmin(d))
+        if float(d[j]) >= float(y.pow(2).sum()):
+            return None, torch.zeros_like(tiles, dtype=torch.bool)
+        err = self._tile_energy(y - self.reference(j))
+        return j, err <= (1.0 - self.config.tau) * (tiles + 1.0)
+
+    def _tile_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean square per latent element over each tile, (H/8/tile, W/8/tile)."""
+        k = self.config.tile
+        return torch.nn.functional.avg_pool2d(v.pow(2).mean(1, keepdim=True), k, k, ceil_mode=True)[0, 0]
+
+    @torch.no_grad()
+    def send(self, frame: np.ndarray) -> np.ndarray:
+        """Code one uint8 frame (H, W, 3); returns what the receiver will decode."""
+        x = to_tensor(frame)
+        if x.shape[-2:] != (self.config.height, self.config.width):
+            raise ConfigError(f"frame of {x.shape[-2]}x{x.shape[-1]}, the link is {self.config.height}x"
+                              f"{self.config.width}")
+        y = self.model.analysis(x, self.q)
+        slot, tile_hit = self._choose(y)
+        m, kind_model = self.memory.size, _categorical(self.kind_counts)
+        probs = self.kind_counts / self.kind_counts.sum()
+        rank = recency_rank(self.memory, slot) if slot is not None else None
+        kind = INTRA if slot is None else (HIT if bool(tile_hit.all()) else INTER)
+        self.encoder.encode(np.array([kind], np.int32), kind_model)
+        info = -math.log2(probs[kind])
+        if rank is not None and m > 1:  # with one stored prototype the reference needs no bits
+            counts = self.rank_counts_now()
+            info -= math.log2(counts[rank] / counts.sum())
+            self.encoder.encode(np.array([rank], np.int32), _categorical(counts))
+        ref = self.reference(slot)
+        if kind == HIT:
+            y_hat = ref
+        else:
+            k = self.config.tile
+            keep = (~tile_hit).repeat_interleave(k, 0).repeat_interleave(k, 1)[: self.shape[2], : self.shape[3]]
+            r = (y - ref) * keep
+            z_sym = clip_symbols(self.model.hyper_analysis(r, ref))
+            r_sym = clip_symbols(r)
+            idx = self._scale_indexes(z_sym, ref)
+            self.model.z_prior.encode(z_sym, self.encoder)
+            self.model.gaussian.encode(r_sym, idx, self.encoder)
+            info += float(-torch.log2(self.model.z_prior.likelihood(z_sym)).sum())
+            info += float(-torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx])).sum())
+            y_hat = ref + r_sym
+        y_hat = self._apply(kind, slot, rank, y_hat.clone())
+        self.records.append(FrameRecord(self.t - 1, KINDS[kind], slot, int(tile_hit.sum()), tile_hit.numel(),
+                                        info, self.memory.size))
+        out = self.synthesise(y_hat)
+        self.decoded.append(out)
+        return out
+
+    def finish(self) -> bytes:
+        """The stream file: header, the payload, its CRC-32."""
+        from semcom.link.wire import pack_stream
+
+        payload = self.encoder.get_compressed().astype(">u4").tobytes()
+        return pack_stream(self.header(self.t), payload)
+
+
+class CodecReceiver(_CodecEndpoint):
+    """A stream file in, frames out; refuses a stream made with other weights."""
+
+    @classmethod
+    def open(cls, data: bytes, model) -> tuple[CodecReceiver, CodecHeader]:
+        header = CodecHeader.from_bytes(data)
+        fp = fingerprint(model)
+        if header.weights != fp:
+            raise WeightsError(f"stream was encoded with {header.config.model} weights {header.weights.hex()}, "
+                               f"this receiver has {fp.hex()}")
+        return cls(header.config, model), header
+
+    def frames(self, data: bytes, count: int):
+        """Decode ``count`` frames from the stream ``data`` (header included); yields uint8 frames."""
+        import constriction
+
+        from semcom.link.wire import stream_payload
+
+        payload = stream_payload(data, HEADER_SIZE)
+        if len(payload) % 4:
+            raise WireFormatError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, ">u4").astype(np.uint32))
+        for _ in range(count):
+            try:
+                yield self.synthesise(self._receive(decoder))
+            except WireFormatError as exc:
+                raise WireFormatError(f"frame {self.t}: {exc}") from None
+        if not decoder.maybe_exhausted():
+            raise WireFormatError("unexpected data after the last frame")
+
+    @torch.no_grad()
+    def _receive(self, decoder) -> torch.Tensor:
+        kind = int(self._decode(decoder, _categorical(self.kind_counts)))
+        slot = rank = None
+        if kind != INTRA:
+            if self.memory.size == 0:
+                raise WireFormatError(f"{KINDS[kind]} frame names a prototype of an empty memory")
+            counts = self.rank_counts_now()
+            rank = int(self._decode(decoder, _categorical(counts))) if len(counts) > 1 else 0
+            if rank >= len(counts):
+                raise WireFormatError(f"reference rank {rank} outside a memory of {len(counts)}")
+            slot = slot_of_rank(self.memory, rank)
+        ref = self.reference(slot)
+        if kind == HIT:
+            y_hat = ref
+        else:
+            z_sym = self.model.z_prior.decode(self.z_shape, decoder)
+            r_sym = self.model.gaussian.decode(self._scale_indexes(z_sym, ref), decoder)
+            y_hat = ref + r_sym
+        return self._apply(kind, slot, rank, y_hat.clone())
+
+    @staticmethod
+    def _decode(decoder, model) -> int:
+        try:
+            return int(decoder.decode(model, 1)[0])
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise WireFormatError(f"range-coded symbol does not decode: {exc}") from None
+
+
+def encode_clip(frames: np.ndarray, config: CodecLinkConfig, model) -> tuple[bytes, CodecTransmitter]:
+    """Code a clip (T, H, W, 3) uint8; returns the stream file and the transmitter (records, decoded)."""
+    if not 1 <= len(frames) <= MAX_FRAMES:
+        raise ConfigError(f"invalid frames={len(frames)}: must be 1..{MAX_FRAMES}")
+    tx = CodecTransmitter(config, model)
+    for frame in frames:
+        tx.send(frame)
+    return tx.finish(), tx
+
+
+def decode_stream(data: bytes, model) -> tuple[np.ndarray, CodecReceiver]:
+    """Decode a whole stream file; returns the frames (T, H, W, 3) and the receiver."""
+    rx, header = CodecReceiver.open(data, model)
+    return np.stack(list(rx.frames(data, header.frames))), rx
