@@ -2,13 +2,14 @@
 
 Both endpoints hold a :class:`~semcom.memory.PrototypeMemory` whose prototypes are decoded latent grids
 ``y^`` (``c x H/8 x W/8``, integers in the model's gain space, flattened), so the two copies are equal
-bit for bit by construction. Per frame ``t`` the transmitter computes ``y = g_a(x) * gain[q]``, picks the
-stored prototype nearest to it, ``j* = argmin_j ||y - y^_j||^2`` (or no reference when ``||y||^2`` is
-smaller: an intra frame), and decides per tile of ``tile x tile`` latent positions (``16 x 16`` pixels
-by default) whether the prototype already explains it: a tile *hits* when
-``mean (y - y^_j*)^2 <= (1 - tau) (mean y^2 + 1)`` over the tile, a relative-error form of the Hopfield
+bit for bit by construction. Per frame ``t`` the transmitter computes ``y = g_a(x) * gain[q]`` and tries
+as references no prototype (intra) and the ``REFERENCES`` stored prototypes nearest to ``y`` in squared
+distance. Against a prototype ``j`` it decides per tile of ``tile x tile`` latent positions (``16 x 16``
+pixels by default) whether the prototype already explains the frame there: a tile *hits* when
+``mean (y - y^_j)^2 <= (1 - tau) (mean y^2 + 1)`` over the tile, a relative-error form of the Hopfield
 paper's similarity test, eq. (1), where the ``+ 1`` (one quantisation step squared) lets tiles that
-round to almost nothing hit at low qualities. Then:
+round to almost nothing hit at low qualities. It keeps the candidate that costs the fewest bits (a
+whole-frame hit, when there is one, always does). Then:
 
 * every tile hits — a **hit**: the message is the prototype's recency rank; both ends decode
   ``y^_j*`` and mark the slot used (the Hopfield paper's index instead of a latent);
@@ -50,16 +51,20 @@ VERSION = 2
 SCHEME_ID = 1
 HIT, INTER, INTRA = 0, 1, 2
 KINDS = ("hit", "inter", "intra")
+#: How many stored prototypes, nearest first, the transmitter tries as the reference of a frame (beside intra).
+REFERENCES = 2
 #: The most frames a stream may declare (bounds a receiver's work whatever the payload says).
 MAX_FRAMES = 1 << 20
 _HEADER = struct.Struct(">3sBBBBBHfBHHI4s")
 HEADER_SIZE = _HEADER.size + 4
 _POLICIES = ("none", "lru")
+_INTRA_ONLY = 0x80  # flags bit 7: the memory is off, every frame intra
 
 
 class CodecLinkConfig(BaseModel):
     """What both ends of the codec link share: model and quality, ``tau`` of the tile test, memory size
-    ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size."""
+    ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size. ``inter=False``
+    turns the memory off: every frame is intra coded and nothing is stored (the codec alone)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,6 +74,7 @@ class CodecLinkConfig(BaseModel):
     m_max: int = Field(64, ge=1, le=4096)
     full_policy: FullPolicy = "lru"
     tile: int = Field(2, ge=1, le=16)
+    inter: bool = True
     height: int = Field(64, ge=16, le=4096)
     width: int = Field(64, ge=16, le=4096)
 
@@ -98,9 +104,9 @@ class CodecHeader:
 
     def to_bytes(self) -> bytes:
         c = self.config
-        body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality,
-                            _POLICIES.index(c.full_policy), c.m_max, c.tau, c.tile, c.height, c.width,
-                            self.frames, self.weights)
+        flags = _POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY)
+        body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality, flags, c.m_max, c.tau,
+                            c.tile, c.height, c.width, self.frames, self.weights)
         return body + zlib.crc32(body).to_bytes(4, "big")
 
     @classmethod
@@ -114,16 +120,35 @@ class CodecHeader:
          weights) = _HEADER.unpack(body)
         if magic != MAGIC or version != VERSION or scheme != SCHEME_ID:
             raise WireFormatError(f"not a codec-link stream (version {version}, scheme {scheme})")
+        inter = not policy & _INTRA_ONLY
+        policy &= ~_INTRA_ONLY
         if policy >= len(_POLICIES):
-            raise WireFormatError(f"stream header has unknown full policy {policy}")
+            raise WireFormatError(f"stream header has unknown flags {policy:#04x}")
         if not 1 <= frames <= MAX_FRAMES:
             raise WireFormatError(f"stream declares {frames} frames, outside 1..{MAX_FRAMES}")
         try:
             config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
-                               tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, height=h, width=w)
+                               tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, inter=inter,
+                               height=h, width=w)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
         return cls(config, frames, weights)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One way to code a frame: kind, reference slot and its recency rank, tile hits, bits, the decoded latent
+    and, unless a hit, the symbols and scale indexes to send."""
+
+    kind: int
+    slot: int | None
+    rank: int | None
+    tile_hit: torch.Tensor
+    bits: float
+    y_hat: torch.Tensor
+    z_sym: torch.Tensor | None = None
+    r_sym: torch.Tensor | None = None
+    idx: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +212,7 @@ class _CodecEndpoint:
             self.rank_counts_now()[rank] += 1
         if kind == HIT:
             self.memory.touch(slot, self.t)
-        else:
+        elif self.config.inter:
             self.memory.write(y_hat.flatten(), self.t)
         self.t += 1
         return y_hat
@@ -215,60 +240,65 @@ class CodecTransmitter(_CodecEndpoint):
     def header(self, frames: int) -> bytes:
         return CodecHeader(self.config, frames, fingerprint(self.model)).to_bytes()
 
-    def _choose(self, y: torch.Tensor) -> tuple[int | None, torch.Tensor]:
-        """The reference slot (None: intra) and the per-tile hit mask (True where the tile hits)."""
+    def _candidates(self, y: torch.Tensor) -> list[tuple[int | None, torch.Tensor]]:
+        """References worth trying, each with its per-tile hit mask (True where the tile hits): no reference
+        (intra) and the ``REFERENCES`` stored prototypes nearest to ``y``."""
         tiles = self._tile_energy(y)
-        if self.memory.size == 0:
-            return None, torch.zeros_like(tiles, dtype=torch.bool)
+        out = [(None, torch.zeros_like(tiles, dtype=torch.bool))]
+        if self.memory.size == 0 or not self.config.inter:
+            return out
         d = (self.memory.prototypes - y.flatten()).pow(2).sum(1)
-        j = int(torch.argmin(d))
-        if float(d[j]) >= float(y.pow(2).sum()):
-            return None, torch.zeros_like(tiles, dtype=torch.bool)
-        err = self._tile_energy(y - self.reference(j))
-        return j, err <= (1.0 - self.config.tau) * (tiles + 1.0)
+        for j in torch.argsort(d)[:REFERENCES].tolist():
+            err = self._tile_energy(y - self.reference(j))
+            out.append((j, err <= (1.0 - self.config.tau) * (tiles + 1.0)))
+        return out
 
     def _tile_energy(self, v: torch.Tensor) -> torch.Tensor:
         """Mean square per latent element over each tile, (H/8/tile, W/8/tile)."""
         k = self.config.tile
         return torch.nn.functional.avg_pool2d(v.pow(2).mean(1, keepdim=True), k, k, ceil_mode=True)[0, 0]
 
+    def _plan(self, y: torch.Tensor, slot: int | None, tile_hit: torch.Tensor) -> _Plan:
+        """What coding the frame against ``slot`` would send, and its information content in bits."""
+        probs = self.kind_counts / self.kind_counts.sum()
+        kind = INTRA if slot is None else (HIT if bool(tile_hit.all()) else INTER)
+        rank = recency_rank(self.memory, slot) if slot is not None else None
+        info = -math.log2(probs[kind])
+        if rank is not None and self.memory.size > 1:
+            counts = self.rank_counts_now()
+            info -= math.log2(counts[rank] / counts.sum())
+        ref = self.reference(slot)
+        if kind == HIT:
+            return _Plan(kind, slot, rank, tile_hit, info, ref)
+        k = self.config.tile
+        keep = (~tile_hit).repeat_interleave(k, 0).repeat_interleave(k, 1)[: self.shape[2], : self.shape[3]]
+        r = (y - ref) * keep
+        z_sym = clip_symbols(self.model.hyper_analysis(r, ref))
+        r_sym = clip_symbols(r)
+        idx = self._scale_indexes(z_sym, ref)
+        info += float(-torch.log2(self.model.z_prior.likelihood(z_sym)).sum())
+        info += float(-torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx])).sum())
+        return _Plan(kind, slot, rank, tile_hit, info, ref + r_sym, z_sym, r_sym, idx)
+
     @torch.no_grad()
     def send(self, frame: np.ndarray) -> np.ndarray:
-        """Code one uint8 frame (H, W, 3); returns what the receiver will decode."""
+        """Code one uint8 frame (H, W, 3) with the candidate reference that costs the fewest bits (a hit, when
+        one is possible, always does); returns what the receiver will decode."""
         x = to_tensor(frame)
         if x.shape[-2:] != (self.config.height, self.config.width):
             raise ConfigError(f"frame of {x.shape[-2]}x{x.shape[-1]}, the link is {self.config.height}x"
                               f"{self.config.width}")
         y = self.model.analysis(x, self.q)
-        slot, tile_hit = self._choose(y)
-        m, kind_model = self.memory.size, _categorical(self.kind_counts)
-        probs = self.kind_counts / self.kind_counts.sum()
-        rank = recency_rank(self.memory, slot) if slot is not None else None
-        kind = INTRA if slot is None else (HIT if bool(tile_hit.all()) else INTER)
-        self.encoder.encode(np.array([kind], np.int32), kind_model)
-        info = -math.log2(probs[kind])
-        if rank is not None and m > 1:  # with one stored prototype the reference needs no bits
-            counts = self.rank_counts_now()
-            info -= math.log2(counts[rank] / counts.sum())
-            self.encoder.encode(np.array([rank], np.int32), _categorical(counts))
-        ref = self.reference(slot)
-        if kind == HIT:
-            y_hat = ref
-        else:
-            k = self.config.tile
-            keep = (~tile_hit).repeat_interleave(k, 0).repeat_interleave(k, 1)[: self.shape[2], : self.shape[3]]
-            r = (y - ref) * keep
-            z_sym = clip_symbols(self.model.hyper_analysis(r, ref))
-            r_sym = clip_symbols(r)
-            idx = self._scale_indexes(z_sym, ref)
-            self.model.z_prior.encode(z_sym, self.encoder)
-            self.model.gaussian.encode(r_sym, idx, self.encoder)
-            info += float(-torch.log2(self.model.z_prior.likelihood(z_sym)).sum())
-            info += float(-torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx])).sum())
-            y_hat = ref + r_sym
-        y_hat = self._apply(kind, slot, rank, y_hat.clone())
-        self.records.append(FrameRecord(self.t - 1, KINDS[kind], slot, int(tile_hit.sum()), tile_hit.numel(),
-                                        info, self.memory.size))
+        plan = min((self._plan(y, slot, hit) for slot, hit in self._candidates(y)), key=lambda p: p.bits)
+        self.encoder.encode(np.array([plan.kind], np.int32), _categorical(self.kind_counts))
+        if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
+            self.encoder.encode(np.array([plan.rank], np.int32), _categorical(self.rank_counts_now()))
+        if plan.kind != HIT:
+            self.model.z_prior.encode(plan.z_sym, self.encoder)
+            self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
+        y_hat = self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
+        self.records.append(FrameRecord(self.t - 1, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
+                                        plan.tile_hit.numel(), plan.bits, self.memory.size))
         out = self.synthesise(y_hat)
         self.decoded.append(out)
         return out
@@ -316,7 +346,7 @@ class CodecReceiver(_CodecEndpoint):
         kind = int(self._decode(decoder, _categorical(self.kind_counts)))
         slot = rank = None
         if kind != INTRA:
-            if self.memory.size == 0:
+            if self.memory.size == 0:  # an intra-only link never stores, so this covers it too
                 raise WireFormatError(f"{KINDS[kind]} frame names a prototype of an empty memory")
             counts = self.rank_counts_now()
             rank = int(self._decode(decoder, _categorical(counts))) if len(counts) > 1 else 0
