@@ -139,3 +139,17 @@ def test_cli_encode_decode_with_model_and_quality(tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "1..8" in bad.stderr
     bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "-m", "nope", check=False)
     assert "sphere64, hyperprior" in bad.stderr
+
+
+def test_cli_run_with_a_spatial_model(tmp_path):
+    out = tmp_path / "run"
+    res = json.loads(_semcom("run", "-m", "hyperprior", "-q", "2", "--regimes", "static", "cam_shake", "--frames", "8",
+                             "--out", out, "--json").stdout)
+    rows = {(r["regime"], r["memory"]): r for r in res["rows"]}
+    assert set(rows) == {("static", "on"), ("static", "off"), ("cam_shake", "on"), ("cam_shake", "off")}
+    assert rows[("static", "off")]["intra_rate"] == 1.0 and rows[("static", "on")]["hit_rate"] > 0.5
+    assert rows[("static", "on")]["bits_per_frame_wire"] < rows[("static", "off")]["bits_per_frame_wire"]
+    for name in ("config.json", "results.json", "report.html", "frames.png"):
+        assert (out / name).is_file()
+    bad = _semcom("run", "-m", "hyperprior", "--ber", "0.01", "--out", tmp_path / "r2", check=False)
+    assert bad.returncode != 0 and "sphere64" in bad.stderr

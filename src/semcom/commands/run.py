@@ -11,8 +11,10 @@ import torch
 from semcom.commands._common import (
     add_fault_args,
     add_link_args,
+    codec_config,
     fault_configs,
     jsonable,
+    model_kind,
     out_console,
     print_json,
     progress,
@@ -54,6 +56,8 @@ def main(args) -> int:
     for r in regimes:
         if r not in REGIMES:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
+    if model_kind(args) == "spatial":
+        return _run_codec(args, regimes)
     protection, faults = fault_configs(args)
     cfg = validated(RunConfig, protection=protection, faults=faults, rules=tuple(dict.fromkeys(args.rules)),
                     regimes=regimes, tau=DEFAULT_TAU if args.tau is None else args.tau,
@@ -115,3 +119,49 @@ def _version() -> str:
         return version("semcom")
     except PackageNotFoundError:
         return "unknown"
+
+
+CODEC_COLUMNS = [("scenario", "scenario", "{}"), ("regime", "regime", "{}"), ("memory", "memory", "{}"),
+                 ("bits_per_frame_wire", "bits/frame", "{:.1f}"), ("psnr_db", "PSNR", "{:.2f}"),
+                 ("ms_ssim", "MS-SSIM", "{:.3f}"), ("hit_rate", "hit", "{:.2f}"), ("inter_rate", "inter", "{:.2f}"),
+                 ("intra_rate", "intra", "{:.2f}"), ("tile_hit_rate", "tiles hit", "{:.2f}"),
+                 ("memory_size", "M", "{}")]
+
+
+def _run_codec(args, regimes) -> int:
+    """The regimes through the codec link of a spatial model, memory on and off (semcom.experiments.codec_run)."""
+    from semcom.experiments.codec_run import figure_frames, run_codec_link
+    from semcom.models.zoo import load_model
+    from semcom.report.html import table_html, write_page
+    from semcom.report.tables import rows_table
+
+    protection, faults = fault_configs(args)
+    if protection is not None or args.channel is not None:
+        raise ConfigError(f"faults and channels run on the sphere64 link only, not on model {args.model} (yet)")
+    model = load_model(args.model, args.weights)
+    link = codec_config(args, model.hparams["height"], model.hparams["width"])
+    out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with progress(len(regimes), "streaming", args.json) as step, torch_threads(1):
+        res = run_codec_link(regimes, link, model, args.seed, args.frames, progress=lambda r: step(r))
+    elapsed = time.perf_counter() - t0
+    decoded = res.pop("decoded")
+    figures = figure_frames(decoded, res["timelines"], out, "cam_shake")
+    config = {"run": link.model_dump() | {"regimes": list(regimes), "seed": args.seed, "frames": args.frames},
+              "weights": str(args.weights or "shipped"), "weights_fingerprint": fingerprint(model).hex()}
+    res["meta"] = {"seconds": round(elapsed, 2), "semcom_version": _version()}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "results.json").write_text(json.dumps(res, indent=2, default=jsonable))
+    saving = [{"regime": k, "saving": v} for k, v in res["saving"].items()]
+    write_page(out, f"semcom run: {link.model} q{link.quality}",
+               [table_html(res["rows"], CODEC_COLUMNS),
+                table_html(saving, [("regime", "regime", "{}"), ("saving", "bits saved by the memory", "{:.1%}")])],
+               figures, config=config)
+    if args.json:
+        print_json(res)
+        return 0
+    out_console.print(rows_table(res["rows"], f"{link.model} quality {link.quality}, tau {link.tau:.3g}: "
+                                 "the memory on and off", columns=CODEC_COLUMNS))
+    out_console.print(f"run folder: {out}  (report: {out / 'report.html'}, {elapsed:.1f} s)")
+    return 0
