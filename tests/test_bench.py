@@ -63,6 +63,15 @@ def test_retrieval_rows(result):
     assert len(single) == 1  # the one-query ops share one floor, measured alongside them
 
 
+def test_model_rows(result):
+    rows = {(r["model"], r["what"]): r for r in result["models"]}
+    assert set(rows) == {(m, w) for m in ("sphere64", "hyperprior") for w in ("encode", "decode")}
+    for (m, w), r in rows.items():
+        assert _positive_finite(r["fps"])
+        assert r["ratio_to_sphere64"] == pytest.approx(r["fps"] / rows[("sphere64", w)]["fps"])
+    assert rows[("sphere64", "encode")]["ratio_to_sphere64"] == 1.0
+
+
 def test_format_bench(result):
     tables = format_bench(result)
     assert tables and all(isinstance(t, Table) for t in tables)

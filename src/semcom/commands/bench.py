@@ -8,14 +8,21 @@ from semcom.commands._common import out_console, print_json
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="throughput and retrieval time, as ratios to a floor in the same run")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("-m", "--model", action="append", default=None,
+                   help="a zoo model to time beside sphere64 (repeatable; default: every model)")
+    p.add_argument("-q", "--quality", type=int, default=None, help="quality of the spatial models timed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
     from semcom.experiments.bench import format_bench, run_bench
+    from semcom.models.zoo import MODELS, check_quality
 
-    result = run_bench(quick=args.quick)
+    models = args.model or list(MODELS)
+    for m in models:
+        check_quality(m, args.quality if m != "sphere64" else None)
+    result = run_bench(quick=args.quick, models=models, quality=args.quality)
     if args.json:
         print_json(result)
     else:

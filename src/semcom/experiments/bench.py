@@ -263,8 +263,50 @@ def _retrieval(m: int, d: int, repeats: int | None, min_block_s: float, budget_s
 # ----------------------------------------------------------------------------- entry points
 
 
+def _zoo_throughput(models: Sequence[str], quality: int | None, frames: int, budget_s: float,
+                    min_repeats: int, max_repeats: int) -> list[dict]:
+    """Frames per second of every zoo model, one 64x64 frame at a time through its whole link (frame to
+    bytes at the transmitter, bytes to frame at the receiver), as ratios to ``sphere64`` in the same run."""
+    from semcom.models.zoo import check_quality, entry, load_model
+    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
+    from semcom.sources import regime_clip
+
+    clip = regime_clip("cam_shake", frames=frames)
+    fns, names = {}, list(dict.fromkeys(["sphere64", *models]))
+    for name in names:
+        model = load_model(name)
+        if entry(name).kind == "sphere":
+            def enc(model=model) -> list[bytes]:
+                tx = Transmitter(LinkConfig(tau=0.98), model.encoder)
+                return [tx.send(f) for f in clip]
+
+            packets = enc()
+
+            def dec(model=model, packets=packets) -> None:
+                rx = Receiver(LinkConfig(tau=0.98), model.decoder)
+                for pk in packets:
+                    rx.receive(pk)
+        else:
+            cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
+
+            def enc(model=model, cfg=cfg) -> bytes:
+                return encode_clip(clip, cfg, model)[0]
+
+            data = enc()
+
+            def dec(model=model, data=data) -> None:
+                decode_stream(data, model)
+        fns[f"{name}|encode"], fns[f"{name}|decode"] = enc, dec
+    samples = time_interleaved(fns, None, min_block_s=0.0, budget_s=budget_s, min_repeats=min_repeats,
+                               max_repeats=max_repeats)
+    fps = {k: frames / statistics.median(v) for k, v in samples.items()}
+    return [{"model": n, "what": w, "fps": fps[f"{n}|{w}"], "samples": len(samples[f"{n}|{w}"]),
+             "ratio_to_sphere64": fps[f"{n}|{w}"] / fps[f"sphere64|{w}"]} for n in names for w in ("encode", "decode")]
+
+
 def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 256, repeats: int | None = None,
-              quick: bool = False, seed: int = 0) -> dict:
+              quick: bool = False, seed: int = 0, models: Sequence[str] = ("hyperprior",),
+              quality: int | None = None) -> dict:
     """Run the CPU benchmark; returns a JSON-serialisable dict (see the module docstring).
 
     ``repeats`` is the number of timed blocks (samples) per op; the default,
@@ -286,6 +328,8 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
     model, weights = bench_model(d)
     throughput, batching = _throughput(model, d, frames, repeats, budget_s=3.0 if quick else 40.0,
                                        min_repeats=min_repeats, max_repeats=max_repeats)
+    zoo = _zoo_throughput(models, quality, 16 if quick else 48, budget_s=3.0 if quick else 20.0,
+                          min_repeats=min_repeats, max_repeats=max_repeats)
     retrieval: list[dict] = []
     for m in sizes:
         retrieval += _retrieval(int(m), d, repeats, min_block_s, budget_s=2.5 if quick else 20.0,
@@ -300,6 +344,7 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
         "frames": frames,
         "throughput": throughput,
         "batching": batching,
+        "models": zoo,
         "retrieval": retrieval,
     }
 
@@ -332,6 +377,12 @@ def format_bench(result: dict) -> list:
     for r in result.get("batching", []):
         t2.add_row(r["what"], f"{r['fps_batched']:,.0f}", f"{r['fps_per_frame']:,.0f}", f"{r['ratio']:.1f}x")
 
+    t4 = Table(title="Models of the zoo, one frame at a time through the whole link (ratio to sphere64)")
+    for c in ("model", "what", "fps", "ratio", "n"):
+        t4.add_column(c, justify="left" if c in ("model", "what") else "right")
+    for r in result.get("models", []):
+        t4.add_row(r["model"], r["what"], f"{r['fps']:,.0f}", f"{r['ratio_to_sphere64']:.3f}x", str(r["samples"]))
+
     t3 = Table(title=f"Retrieval vs memory size (median per call, {head})")
     for c in ("M", "d", "op", "time", "floor", "floor op", "ratio", "n"):
         t3.add_column(c, justify="left" if c in ("op", "floor op") else "right")
@@ -342,4 +393,4 @@ def format_bench(result: dict) -> list:
         prev = r["M"]
         t3.add_row(f"{r['M']:,}", str(r["d"]), escape(r["op"]), _fmt_s(r["seconds"]), _fmt_s(r["floor_seconds"]),
                    r.get("floor", ""), f"{r['ratio_to_floor']:.1f}x", str(r.get("samples", "")))
-    return [t1, t2, t3]
+    return [t1, t2, t4, t3]
