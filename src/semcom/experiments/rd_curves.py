@@ -39,7 +39,7 @@ class RDConfig:
     """What ``rd-curves`` sweeps (``quick``: fewer points and frames, every system and clip kept)."""
 
     qualities: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
-    taus: tuple[float, ...] = (0.6, 0.8, 0.9, 0.95)
+    taus: tuple[float, ...] = (0.8, 0.95)
     sphere_taus: tuple[float, ...] = (0.95, 0.98, 0.99, 0.995, 0.999)
     crfs: dict = field(default_factory=lambda: dict(CODEC_CRFS))
     frames: int | None = None

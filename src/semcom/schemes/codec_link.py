@@ -53,8 +53,12 @@ HIT, INTER, INTRA = 0, 1, 2
 KINDS = ("hit", "inter", "intra")
 #: How many stored prototypes, nearest first, the transmitter tries as the reference of a frame (beside intra).
 REFERENCES = 2
-#: The most frames a stream may declare (bounds a receiver's work whatever the payload says).
-MAX_FRAMES = 1 << 20
+#: The most frames, and frame pixels in all, a stream may declare. A range decoder cannot tell where its data
+#: ends (a crafted stream of hits decodes for ever at almost no bits), so these bound a receiver's work, whatever
+#: the payload: at most ``frames`` syntheses and ``2 frames`` range decodes of at most ``c H W / 64`` symbols,
+#: output memory ``3 x frames x H x W`` bytes (<= 768 MiB), memory ``m_max x c H W / 64`` floats.
+MAX_FRAMES = 1 << 16
+MAX_PIXELS = 1 << 28
 _HEADER = struct.Struct(">3sBBBBBHfBHHI4s")
 HEADER_SIZE = _HEADER.size + 4
 _POLICIES = ("none", "lru")
@@ -126,6 +130,8 @@ class CodecHeader:
             raise WireFormatError(f"stream header has unknown flags {policy:#04x}")
         if not 1 <= frames <= MAX_FRAMES:
             raise WireFormatError(f"stream declares {frames} frames, outside 1..{MAX_FRAMES}")
+        if frames * h * w > MAX_PIXELS:
+            raise WireFormatError(f"stream declares {frames} frames of {h}x{w}, more than {MAX_PIXELS} pixels")
         try:
             config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
                                tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, inter=inter,
