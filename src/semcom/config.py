@@ -131,7 +131,7 @@ class FaultConfig(BaseModel):
     corrupt_sigma: float = Field(0.0, ge=0.0, le=10.0)
     corrupt_at: int | None = Field(None, ge=0)
     corrupt_rate: float = Field(0.0, ge=0.0, le=1.0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # a session file holds it in 32 bits
 
     @property
     def corrupts(self) -> bool:

@@ -81,6 +81,27 @@ def link_config(args, rule: str, model) -> LinkConfig:
                      height=hp["height"], width=hp["width"])
 
 
+#: The most frames ``--frames`` may ask for: a version-1 stream's limit (semcom.link.wire.MAX_FRAMES);
+#: clips are held in memory, T x H x W x 3 bytes.
+MAX_CLIP_FRAMES = 1 << 14
+
+
+def bounded_int(lo: int, hi: int):
+    """An argparse type: an integer in ``lo..hi`` (argparse names the flag in its one-line error)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
     if multi_rule:
         p.add_argument("--rules", nargs="+", default=["nearest", "hopfield", "paper"],
@@ -100,8 +121,9 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
                    help="residual refinement: bits per dimension of eq. 2's epsilon on hits below --tau-refine")
     p.add_argument("--tau-refine", type=float, default=0.995, help="hits scoring below this carry a residual")
     p.add_argument("--top-k", type=int, default=4, help="candidates the hopfield rule re-scores")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (regimes: default per regime)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=bounded_int(1, MAX_CLIP_FRAMES), default=None,
+                   help=f"frames per clip, 1..{MAX_CLIP_FRAMES} (regimes: default per regime)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="0..2^32-1")
     p.add_argument("--weights", type=Path, default=None, help="autoencoder weights (default: shipped)")
     p.add_argument("--json", action="store_true", help="print exact JSON instead of tables")
 

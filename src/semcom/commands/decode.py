@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from semcom.commands._common import out_console, print_json
-from semcom.errors import SourceError, WireFormatError
+from semcom.errors import ConfigError, SourceError, WireFormatError
 from semcom.models import fingerprint, load_autoencoder
 
 
@@ -28,13 +28,17 @@ def main(args) -> int:
 
     if not args.stream.is_file():
         raise SourceError(f"stream file not found: {args.stream}")
+    _check_output(args.output)
     data = args.stream.read_bytes()
     from semcom.schemes import stream_version
 
     if stream_version(data) == 2:
         return _decode_codec(args, data)
     model = load_autoencoder(args.weights)
-    rx, header = Receiver.from_header(data[:HEADER_SIZE], model.decoder, fingerprint(model))
+    try:
+        rx, header = Receiver.from_header(data[:HEADER_SIZE], model.decoder, fingerprint(model))
+    except WireFormatError as exc:
+        raise WireFormatError(f"{args.stream}: {exc}") from None
     lost = 0
     try:
         if header.session:   # a link with faults: replay what its receiver got
@@ -59,6 +63,16 @@ def main(args) -> int:
         out_console.print(f"decoded {len(frames)} frames ({len(data)} bytes, "
                           f"{summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
     return 0
+
+
+def _check_output(output: Path) -> None:
+    """Before decoding: a video file of a known extension, or a folder (no extension, or one that exists)."""
+    from semcom.sources import VIDEO_EXTENSIONS
+
+    suffix = output.suffix.lower()
+    if suffix and suffix not in VIDEO_EXTENSIONS and not output.is_dir():
+        raise ConfigError(f"-o/--output {output}: unknown extension {output.suffix!r}; give a video file "
+                          f"({', '.join(VIDEO_EXTENSIONS)}) or a folder name without an extension")
 
 
 def _write(args, frames) -> None:

@@ -18,7 +18,7 @@ from semcom.commands._common import (
     print_json,
     progress,
 )
-from semcom.errors import ConfigError
+from semcom.errors import ConfigError, SemcomError
 from semcom.models import fingerprint, load_autoencoder
 
 
@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="stream file to write")
     add_link_args(p, multi_rule=False)
     p.add_argument("--max-attempts", type=int, default=4, help="with faults: damaged packets a frame may suffer")
+    p.add_argument("--allow-loss", action="store_true",
+                   help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
     p.set_defaults(main=main)
 
@@ -102,6 +104,10 @@ def _encode_session(args, model, link, source, protection, faults) -> int:
     with progress(len(frames), "encoding", args.json):
         latents = encode_frames(model, frames)
         result = stream_protected(latents, link, model, protection, faults, record=True)
+    lost = result.extra.get("frames_lost", 0)
+    if 2 * lost > len(frames) and not getattr(args, "allow_loss", False):
+        raise SemcomError(f"the link lost {lost} of {len(frames)} frames under these faults; nothing written "
+                          f"to {args.output} (pass --allow-loss to write the session anyway)")
     data = result.session
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)

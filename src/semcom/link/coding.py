@@ -23,10 +23,21 @@ reproducible at the receiver from what it has already decoded.
       the empirical entropy from 5.90 to 4.48 bits per code); likewise the
       residual codes of a refined hit (residual mode), without prediction,
       whose ranks have their own counts.
+
+Hostile payloads: a range decoder turns *any* words into symbols, and keeps
+producing them after its data ends. :class:`AdaptiveReader` turns the
+decoder's own complaints into :class:`WireFormatError`, and stops with one
+once the decoder has consumed all of its words (``maybe_exhausted``) and then
+decoded more than :data:`EXHAUSTED_BITS` bits of information (``-log2 p`` of
+every symbol under the model it was decoded with): a stream written by
+:class:`AdaptiveWriter` holds at most the coder's final 64-bit state past
+that point. :meth:`FixedReader.max_frames` bounds the frames a fixed payload
+can hold.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -45,6 +56,7 @@ class StreamWriter(Protocol):
 class StreamReader(Protocol):
     def read(self, memory: PrototypeMemory, d: int) -> wire.Message: ...
     def finish(self) -> None: ...
+    def max_frames(self, d: int) -> int | None: ...
 
 
 class FixedWriter:
@@ -74,11 +86,30 @@ class FixedReader:
         if r.remaining >= 8 or r.read(r.remaining) != 0:
             raise WireFormatError(f"{(r.remaining + 7) // 8} unexpected bytes after the last frame")
 
+    def max_frames(self, d: int) -> int:
+        """The most frames the payload can hold: the first frame is a miss (``8d`` bits, the memory is
+        empty) and every later one costs at least one bit (the memory is never empty again)."""
+        bits = 8 * len(self.bits.data)
+        return 0 if bits < 8 * d else 1 + bits - 8 * d
+
+
+#: Bits of information an adaptive stream may still yield once its range decoder has consumed every
+#: word: the coder's final state is 64 bits; the rest is margin for rounding the models' probabilities.
+EXHAUSTED_BITS = 96.0
+
 
 def _categorical(counts: np.ndarray):
     import constriction
 
     return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+
+
+def _information(counts: np.ndarray, symbols: np.ndarray) -> float:
+    """``-log2 p`` of ``symbols`` under the model ``counts``, in bits."""
+    total = float(counts.sum())
+    if len(symbols) == 1:
+        return math.log2(total / float(counts[symbols[0]]))
+    return float(len(symbols) * math.log2(total) - np.log2(counts[symbols]).sum())
 
 
 def _grown(counts: np.ndarray, n: int) -> np.ndarray:
@@ -101,13 +132,16 @@ class _AdaptiveModels:
         """The prediction of a miss's codes: the previous miss's (128, the zero latent, before any)."""
         return self.prev_codes if self.prev_codes is not None else np.full(d, 128, dtype=np.int64)
 
-    def symbol_model(self, m: int):
+    def symbol_counts(self, m: int) -> np.ndarray:
         self.rank_counts = _grown(self.rank_counts, m)
         parts = [self.rank_counts[:m]]
         if self.residual:
             self.refine_counts = _grown(self.refine_counts, m)
             parts.append(self.refine_counts[:m])
-        return _categorical(np.concatenate([*parts, [self.miss_count]]))
+        return np.concatenate([*parts, [self.miss_count]])
+
+    def symbol_model(self, m: int):
+        return _categorical(self.symbol_counts(m))
 
     def update(self, symbol: int, m: int, codes: np.ndarray | None) -> None:
         if symbol < m:
@@ -173,16 +207,34 @@ class AdaptiveReader:
         words = np.frombuffer(payload, dtype=">u4").astype(np.uint32)
         self.decoder = constriction.stream.queue.RangeDecoder(words)
         self.models = _AdaptiveModels(residual_bits)
+        self.exhausted_bits: float | None = None  # information decoded since the words ran out
+
+    def _decode(self, counts: np.ndarray, n: int) -> np.ndarray:
+        """``n`` symbols under the model ``counts``; a decoder that rejects its data, or that keeps
+        producing information after its data has ended, is a WireFormatError."""
+        if self.exhausted_bits is None and self.decoder.maybe_exhausted():
+            self.exhausted_bits = 0.0
+        try:
+            out = np.asarray(self.decoder.decode(_categorical(counts), n), dtype=np.int64)
+        except (AssertionError, ValueError, RuntimeError, OverflowError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WireFormatError(f"invalid adaptive payload: the range decoder rejects it ({reason})") from None
+        if self.exhausted_bits is not None:
+            self.exhausted_bits += _information(counts, out)
+            if self.exhausted_bits > EXHAUSTED_BITS:
+                raise WireFormatError("the adaptive payload ends before the stream's declared frames "
+                                      f"(more than {EXHAUSTED_BITS:g} bits decoded past its last word)")
+        return out
 
     def read(self, memory: PrototypeMemory, d: int) -> wire.Message:
         m, models = memory.size, self.models
         miss = (2 if models.residual else 1) * m
-        symbol = int(self.decoder.decode(models.symbol_model(m), 1)[0]) if m > 0 else 0
+        symbol = int(self._decode(models.symbol_counts(m), 1)[0]) if m > 0 else 0
         if symbol < m:
             models.update(symbol, m, None)
             return wire.HitMessage(slot_of_rank(memory, symbol))
         counts = models.code_counts if symbol == miss else models.residual_counts
-        codes = np.asarray(self.decoder.decode(_categorical(counts), d), dtype=np.int64)
+        codes = self._decode(counts, d)
         models.update(symbol, m, codes)
         if symbol == miss:
             return wire.MissMessage(models.prev_codes.astype(np.uint8).tobytes())
@@ -191,6 +243,11 @@ class AdaptiveReader:
     def finish(self) -> None:
         if not self.decoder.maybe_exhausted():
             raise WireFormatError("unexpected data after the last frame of the adaptive stream")
+
+    def max_frames(self, d: int) -> None:
+        """None: hits of a stable scene may cost a tiny fraction of a bit, so the payload's length does not
+        bound the frames; decoding stops instead once the data has run out (see the module docstring)."""
+        return None
 
 
 def stream_writer(config: LinkConfig) -> StreamWriter:

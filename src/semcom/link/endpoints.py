@@ -52,6 +52,21 @@ class FrameRecord:
     refined: bool = False
 
 
+#: Latents :meth:`Receiver.decode` runs through the decoder at once.
+DECODE_BATCH = 256
+
+
+def decoder_dims(decoder: nn.Module | None) -> tuple[int, int, int] | None:
+    """``(d, height, width)`` that a sphere decoder (:class:`semcom.models.SphericalDecoder`) takes and
+    makes; None for a decoder whose dimensions are unknown."""
+    from semcom.models.autoencoder import DOWNSAMPLING
+
+    expand, grid = getattr(decoder, "expand", None), getattr(decoder, "grid", None)
+    if not isinstance(expand, nn.Linear) or not isinstance(grid, tuple) or len(grid) != 2:
+        return None
+    return int(expand.in_features), int(grid[0]) * DOWNSAMPLING, int(grid[1]) * DOWNSAMPLING
+
+
 class _Endpoint:
     """State both endpoints share: the config, the memory, the rule, the frame counter."""
 
@@ -172,6 +187,11 @@ class Receiver(_Endpoint):
         if weights_id is not None and h.weights != weights_id:
             raise WeightsError(f"stream was encoded with weights {h.weights.hex()}, "
                                f"this receiver has {weights_id.hex()}")
+        dims = decoder_dims(decoder)
+        if dims is not None and dims != (h.config.d, h.config.height, h.config.width):
+            c = h.config
+            raise WireFormatError(f"stream declares d={c.d} and {c.height}x{c.width} frames, but this receiver's "
+                                  f"model has d={dims[0]} and {dims[1]}x{dims[2]} frames")
         return cls(h.config, decoder), h
 
     def receive_latent(self, message: bytes) -> torch.Tensor:
@@ -190,10 +210,26 @@ class Receiver(_Endpoint):
 
         The payload CRC is checked before anything is decoded, and the payload must end with fewer
         than 8 zero padding bits; anything else is rejected.
+
+        Any bytes, bounded work: whatever ``data`` holds, this yields latents or raises
+        :class:`WireFormatError`. Before decoding, ``frames`` must lie in ``1 ..`` :data:`wire.MAX_FRAMES`
+        and, with fixed coding, be at most ``1 + 8 * len(payload) - 8 * d`` (the first frame is a miss of
+        ``8d`` bits, every later one costs at least one bit). With adaptive coding, decoding stops with an
+        error once the range decoder has used up its words and decoded more than
+        :data:`semcom.link.coding.EXHAUSTED_BITS` bits beyond them. So at most ``min(frames, MAX_FRAMES)``
+        messages are decoded, each in ``O(M d)`` time with ``M <= min(frames, m_max)`` prototypes of ``d``
+        floats held.
         """
         if frames <= 0:
             raise WireFormatError("stream does not announce its number of frames")
-        reader = stream_reader(self.config, wire.stream_payload(data, offset))
+        if frames > wire.MAX_FRAMES:
+            raise WireFormatError(f"stream declares {frames} frames, more than the limit of {wire.MAX_FRAMES}")
+        payload = wire.stream_payload(data, offset)
+        reader = stream_reader(self.config, payload)
+        bound = reader.max_frames(self.config.d)
+        if bound is not None and frames > bound:
+            raise WireFormatError(f"stream declares {frames} frames, but its {len(payload)}-byte payload "
+                                  f"can hold at most {bound}")
         for _ in range(frames):
             try:
                 msg = reader.read(self.memory, self.config.d)
@@ -204,10 +240,22 @@ class Receiver(_Endpoint):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """``x^ = g_phi(z^)`` for latents (B, d) -> uint8 frames (B, H, W, 3)."""
+        """``x^ = g_phi(z^)`` for latents (B, d) -> uint8 frames (B, H, W, 3).
+
+        Repeated latents (the hits of a static scene) are decoded once, and the rest in batches of
+        :data:`DECODE_BATCH`, so a long stream costs the decoder its distinct latents and its peak memory
+        is its uint8 frames, not the decoder's activations."""
         if self.decoder is None:
             raise WeightsError("this receiver has no decoder")
-        return to_uint8(self.decoder(latents))
+        latents = torch.as_tensor(latents)
+        if latents.ndim != 2 or latents.shape[1] != self.config.d:
+            raise WireFormatError(f"latents of shape {tuple(latents.shape)}, expected (B, {self.config.d})")
+        if len(latents) <= DECODE_BATCH:
+            return to_uint8(self.decoder(latents))
+        unique, inverse = torch.unique(latents, dim=0, return_inverse=True)
+        frames = np.concatenate([to_uint8(self.decoder(unique[i : i + DECODE_BATCH]))
+                                 for i in range(0, len(unique), DECODE_BATCH)])
+        return frames[inverse.numpy()]
 
     def receive(self, message: bytes) -> np.ndarray:
         """Decode one message into a uint8 frame (H, W, 3)."""

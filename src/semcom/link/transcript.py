@@ -84,8 +84,18 @@ def pack_session(header: bytes, block: bytes, log: list[list[bytes | None]]) -> 
 
 
 def frames_of(data: bytes, frames: int) -> Iterator[list[bytes | None]]:
-    """The packets of each of ``frames`` frames, after checking the CRC-32 of the whole record."""
+    """The packets of each of ``frames`` frames, after checking the CRC-32 of the whole record.
+
+    ``frames`` must lie in ``1 ..`` :data:`wire.MAX_FRAMES` and be at most the record's length in bytes
+    (every frame takes at least its 1-byte packet count); each packet is at most 65,534 bytes and a frame
+    holds at most 255 of them, so the work is linear in the file's length.
+    """
+    if not 1 <= frames <= wire.MAX_FRAMES:
+        raise WireFormatError(f"session declares {frames} frames, outside 1..{wire.MAX_FRAMES}")
     body = wire.stream_payload(data, wire.HEADER_SIZE + BLOCK_SIZE)
+    if frames > len(body):
+        raise WireFormatError(f"session declares {frames} frames, but its {len(body)}-byte record "
+                              f"can hold at most {len(body)}")
     pos = 0
 
     def take(n: int) -> bytes:

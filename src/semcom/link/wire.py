@@ -33,6 +33,11 @@ RULE_IDS = {"nearest": 0, "hopfield": 1, "paper": 2}
 POLICY_IDS = {"none": 0, "lru": 1}
 ADAPTIVE_FLAG = 0x80  # flags bit 7: adaptive arithmetic coding of the stream
 SESSION_FLAG = 0x08   # flags bit 3: a session file (semcom.link.transcript) follows, not a stream
+#: The most frames a version-1 stream (or session file) may declare (about 11 minutes at 24 fps);
+#: decoders refuse more before decoding anything, and ``semcom encode`` refuses to write more. An
+#: adaptive stream of a static scene may legitimately hold this many frames in about a hundred bytes,
+#: so this limit, not the file's length, is what bounds the work of decoding one.
+MAX_FRAMES = 1 << 14
 _HEADER = struct.Struct(">3sBBHIffBHHI4sBf")
 HEADER_SIZE = _HEADER.size + 4  # + CRC-32 of the header fields
 

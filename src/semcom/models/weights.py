@@ -47,17 +47,48 @@ def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool =
     return path
 
 
+#: Bounds on the hyper-parameters a weights file may declare: ``d`` as a stream header can carry it
+#: (semcom.config.LinkConfig), frame sides as a header can carry them, multiples of 16.
+HPARAM_LIMITS = {"d": (1, 4096), "height": (16, 4096), "width": (16, 4096), "base": (1, 1024)}
+
+
+def _check_hparams(path: Path, hparams: dict[str, int], shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse hyper-parameters out of range, or tensors whose shapes are not the ones they imply, before
+    anything is allocated (the model is built on the meta device: shapes only)."""
+    for k, (lo, hi) in HPARAM_LIMITS.items():
+        if not lo <= hparams[k] <= hi:
+            raise WeightsError(f"weights {path} declare {k}={hparams[k]}, outside {lo}..{hi}")
+    for k in ("height", "width"):
+        if hparams[k] % 16:
+            raise WeightsError(f"weights {path} declare {k}={hparams[k]}, not a multiple of 16")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SphericalAutoencoder(**hparams).state_dict().items()}
+    if shapes != expected:
+        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
+        raise WeightsError(f"weights {path} do not fit the autoencoder their metadata describes "
+                           f"(tensor {bad[0]})")
+
+
 def load_autoencoder(path: str | Path | None = None) -> SphericalAutoencoder:
-    """Load an autoencoder from ``path`` (default: the shipped weights), in float32, eval mode."""
+    """Load an autoencoder from ``path`` (default: the shipped weights), in float32, eval mode.
+
+    The metadata's hyper-parameters are checked against :data:`HPARAM_LIMITS` and the tensors' shapes
+    before any tensor is read, so a file cannot make this allocate more than its own size (twice, in
+    float32) plus the model."""
     path = Path(path) if path is not None else shipped_weights_path()
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         hparams = {k: int(meta[k]) for k in ("d", "height", "width", "base")}
-        tensors = load_file(str(path))
     except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    _check_hparams(path, hparams, shapes)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     model = SphericalAutoencoder(**hparams)
     try:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from semcom.errors import SourceError
-from semcom.sources.resize import check_max_frames, check_size, fit_frame
+from semcom.sources.resize import check_max_frames, check_size, fit_frame, scale_to_uint8
 
 #: Image file extensions read by :func:`read_folder` (case-insensitive).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -49,10 +49,19 @@ def list_images(path: str | os.PathLike) -> list[str]:
     return [os.path.join(path, n) for n in sorted(images, key=_natural_key)]
 
 
-def _load(file: str) -> Image.Image:
+#: Pillow modes whose samples are wider than 8 bits (16-bit and 32-bit integers, 32-bit floats).
+_DEEP_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _load(file: str, frame: int = 0) -> Image.Image | np.ndarray:
+    """One image as RGB: 8-bit images through Pillow; deeper ones (16-bit PNG, float TIFF) scaled to
+    8 bits (:func:`semcom.sources.resize.scale_to_uint8`; NaN or inf is an error naming file and frame)."""
     try:
         with Image.open(file) as im:
             im = ImageOps.exif_transpose(im)
+            if im.mode in _DEEP_MODES:
+                arr = scale_to_uint8(np.asarray(im), f"{file} (frame {frame})")
+                return np.ascontiguousarray(arr if arr.ndim == 3 else np.stack([arr] * 3, axis=-1))
             return im.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -74,7 +83,7 @@ def read_folder(path: str | os.PathLike, height: int = 64, width: int = 64,
     files = list_images(path)
     if max_frames is not None:
         files = files[:max_frames]
-    return (fit_frame(_load(f), height, width) for f in files)
+    return (fit_frame(_load(f, i), height, width) for i, f in enumerate(files))
 
 
 def write_folder(path: str | os.PathLike, frames: Iterable[np.ndarray]) -> int:

@@ -37,10 +37,10 @@ TRAIN_PHOTOS = ("hubble_deep_field", "moon", "brick", "page", "text", "cell", "c
 VALIDATION_PHOTOS = ("ascent", "present")
 
 
-def _to_rgb_uint8(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    if img.dtype != np.uint8:
-        img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+def _to_rgb_uint8(img: np.ndarray, name: str = "photo") -> np.ndarray:
+    from semcom.sources.resize import scale_to_uint8
+
+    img = scale_to_uint8(img, name)  # 16-bit and float photos scaled, not clipped
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     return np.ascontiguousarray(img[..., :3])
@@ -76,7 +76,7 @@ def load_photo(name: str) -> np.ndarray:
 
         path = os.path.join(skimage.data.data_dir, _SKIMAGE_FILES.get(name, f"{name}.png"))
         img = np.asarray(Image.open(path).convert("RGB" if name in SKIMAGE_COLOUR else "L"))
-    img = _to_rgb_uint8(img)
+    img = _to_rgb_uint8(img, f"bundled photo {name}")
     img.setflags(write=False)
     return img
 

@@ -46,6 +46,38 @@ def check_max_frames(max_frames: object, what: str = "max_frames") -> int | None
     return v
 
 
+def scale_to_uint8(arr: np.ndarray, where: str) -> np.ndarray:
+    """An image array of any depth as uint8, scaled rather than clipped: 8-bit as is, 16-bit (and other
+    unsigned integers up to 16 bits) divided by 257, booleans to 0/255, floats in [0, 1] times 255 (in
+    [0, 255] as they are, up to 65535 divided by 257). NaN or infinite values, negative values and
+    integers or floats beyond 16 bits are a :class:`SourceError` naming ``where`` (the file and frame)."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.size == 0:
+        raise SourceError(f"empty image: {where}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            raise SourceError(f"image has {bad} NaN or infinite values: {where}")
+        arr = arr.astype(np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0 or hi > 65535:
+            raise SourceError(f"image values span {lo:g}..{hi:g}, outside 0..1, 0..255 or 0..65535: {where}")
+        scale = 255.0 if hi <= 1.0 else (1.0 if hi <= 255.0 else 1.0 / 257.0)
+        return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535:
+            raise SourceError(f"image values span {lo}..{hi}, outside 0..65535: {where}")
+        if arr.dtype.itemsize == 1:
+            return arr.astype(np.uint8)
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    raise SourceError(f"image of unsupported dtype {arr.dtype}: {where}")
+
+
 def crop_box(src_height: int, src_width: int, height: int, width: int) -> tuple[float, float, float, float]:
     """The largest centred box ``(left, top, right, bottom)`` of a ``src_height x src_width``
     image that has the aspect ratio ``width / height``."""
