@@ -37,6 +37,7 @@ def test_bd_rate_matches_a_closed_form_for_a_psnr_dependent_gap():
 def test_bd_rate_is_none_without_overlap():
     pct, lo, hi, reason = bd_rate([(100, 20), (200, 22)], [(100, 25), (200, 27)])
     assert pct is None and lo is None and "overlap" in reason
+    assert bd_rate([(100, 20), (200, 22)], [(100, 21.8), (200, 24)])[0] is None  # a 0.2 dB sliver
     assert bd_rate([(100, 20)], [(100, 20), (200, 22)])[3].startswith("a curve")
 
 

@@ -17,7 +17,8 @@ its regimes' bits and PSNR at each setting.
 The Bjøntegaard delta rate (BD-rate; Bjøntegaard, VCEG-M33, 2001) of a test curve against an anchor is
 ``100 (10^(mean over [p_lo, p_hi] of log10 R_test(p) - log10 R_anchor(p)) - 1)`` %, where ``log10 R(p)``
 is interpolated piecewise-cubically (PCHIP, as current JVET tools do) on each curve's Pareto front and
-``[p_lo, p_hi]`` is where the two curves' PSNR ranges overlap. Negative means fewer bits at equal PSNR.
+``[p_lo, p_hi]`` is where the two curves' PSNR ranges overlap (at least 0.5 dB, else no BD-rate is given).
+Negative means fewer bits at equal PSNR.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from semcom.metrics import ms_ssim, psnr
 CODEC_CRFS = {"h264": (51, 45, 39, 33, 27, 21), "hevc": (51, 45, 39, 33, 27, 21), "av1": (63, 56, 49, 42, 35, 28)}
 CODEC_NAMES = {"h264": "x264", "hevc": "x265", "av1": "av1"}
 ANCHORS = ("x264", "x265", "av1")
+#: The least PSNR overlap a BD-rate is computed over; less would extrapolate a mean from a sliver.
+MIN_OVERLAP_DB = 0.5
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def bd_rate(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, f
     """BD-rate (%) of ``test`` against ``anchor`` (lists of (bits, psnr)); returns (pct, p_lo, p_hi, reason).
 
     ``pct`` is None, with the reason, when a curve has fewer than two points on its front or the two
-    PSNR ranges do not overlap."""
+    PSNR ranges overlap by less than :data:`MIN_OVERLAP_DB`."""
     from scipy.interpolate import PchipInterpolator
 
     fa, ft = pareto_front(anchor), pareto_front(test)
@@ -164,9 +167,9 @@ def bd_rate(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, f
         return None, None, None, "a curve has fewer than two points on its front"
     lo = max(fa[0][1], ft[0][1])
     hi = min(fa[-1][1], ft[-1][1])
-    if hi - lo < 0.05:
-        return None, None, None, (f"PSNR ranges do not overlap (anchor {fa[0][1]:.2f}-{fa[-1][1]:.2f} dB, "
-                                  f"test {ft[0][1]:.2f}-{ft[-1][1]:.2f} dB)")
+    if hi - lo < MIN_OVERLAP_DB:
+        return None, None, None, (f"PSNR ranges overlap by less than {MIN_OVERLAP_DB} dB (anchor "
+                                  f"{fa[0][1]:.2f}-{fa[-1][1]:.2f} dB, test {ft[0][1]:.2f}-{ft[-1][1]:.2f} dB)")
     grid = np.linspace(lo, hi, samples)
 
     def log_rate(front):
