@@ -42,7 +42,7 @@ class CodecTrainConfig(BaseModel):
     cz: int = Field(32, ge=4, le=512)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     size: int = Field(64, ge=16, le=512)
-    steps: int = Field(16000, ge=1)
+    steps: int = Field(12000, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(5e-4, gt=0)
     seed: int = 0
