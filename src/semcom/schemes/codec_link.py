@@ -23,7 +23,7 @@ A stream (version 2) is a CRC-protected header naming the scheme, model, quality
 range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
 adaptive recency rank (:func:`semcom.link.coding.recency_rank`), ``z^`` and ``r^`` — then a CRC-32.
 Its length is the bit count. ``FrameRecord.bits`` is each frame's information content under the
-coder's models; the file's length is the truth it adds up to (within the coder's final word).
+coder's models; the file's length is the truth it adds up to (within 1 % and the coder's final word).
 """
 
 from __future__ import annotations
