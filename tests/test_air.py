@@ -56,12 +56,12 @@ def test_run_over_a_channel_reports_channel_uses(tmp_path, capsys):
     from semcom.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "--channel", "rayleigh", "--snr-db", "12", "--modulation", "qam64", "--code", "ldpc-1/2",
-                 "--regimes", "static", "--frames", "12", "--rules", "nearest", "--no-video", "--out", str(out),
-                 "--json"]) == 0
+    assert main(["run", "-m", "sphere64", "--channel", "rayleigh", "--snr-db", "12", "--modulation", "qam64",
+                 "--code", "ldpc-1/2", "--regimes", "static", "--frames", "12", "--rules", "nearest", "--no-video",
+                 "--out", str(out), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert row["channel_uses_per_frame"] > 0 and row["attempts_per_frame"] >= 1
     assert row["lost_frames"] <= row["frames"] and row["bits_per_frame_wire"] > 0
     bad = tmp_path / "bad"
-    assert main(["run", "--channel", "awgn", "--code", "turbo-9/10", "--out", str(bad)]) == 2
+    assert main(["run", "-m", "sphere64", "--channel", "awgn", "--code", "turbo-9/10", "--out", str(bad)]) == 2
     assert not bad.exists()

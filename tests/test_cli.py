@@ -29,7 +29,8 @@ def semcom(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def encoded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("link")
     stream = tmp / "stream.bin"
-    report = json.loads(semcom("encode", "illum_change", "-o", stream, "--frames", "40", "--json").stdout)
+    report = json.loads(semcom("encode", "illum_change", "-m", "sphere64", "-o", stream, "--frames", "40",
+                               "--json").stdout)
     return tmp, stream, report
 
 
@@ -76,12 +77,12 @@ def test_bad_input_is_one_line_and_non_zero(encoded, tmp_path):
     _fails(semcom("decode", tmp_path / "trunc.bin", "-o", out, check=False), "truncated")
     _fails(semcom("decode", tmp_path / "flip.bin", "-o", out, check=False), "corrupted")
     _fails(semcom("decode", tmp_path / "junk.bin", "-o", out, check=False), "not a semcom stream")
-    _fails(semcom("encode", tmp_path / "clip.mp4", "-o", out, check=False), "clip.mp4")
-    _fails(semcom("encode", tmp_path / "nothing.mp4", "-o", out, check=False), "nothing.mp4")
-    _fails(semcom("encode", "static", "-o", out, "--tau", "1.5", check=False), "tau")
-    _fails(semcom("encode", "static", "-o", out, "--m-max", "0", check=False), "m_max")
-    _fails(semcom("encode", "static", "-o", out, "--frames", "0", check=False), "frames")
-    _fails(semcom("run", "--tau", "0", "--out", out, check=False), "tau")
+    _fails(semcom("encode", tmp_path / "clip.mp4", "-m", "sphere64", "-o", out, check=False), "clip.mp4")
+    _fails(semcom("encode", tmp_path / "nothing.mp4", "-m", "sphere64", "-o", out, check=False), "nothing.mp4")
+    _fails(semcom("encode", "static", "-m", "sphere64", "-o", out, "--tau", "1.5", check=False), "tau")
+    _fails(semcom("encode", "static", "-m", "sphere64", "-o", out, "--m-max", "0", check=False), "m_max")
+    _fails(semcom("encode", "static", "-m", "sphere64", "-o", out, "--frames", "0", check=False), "frames")
+    _fails(semcom("run", "-m", "sphere64", "--tau", "0", "--out", out, check=False), "tau")
     _fails(semcom("train", "--d", "0", "-o", out / "w.safetensors", check=False), "d")
     _fails(semcom("decode", stream, "-o", out, "--weights", tmp_path / "nope.safetensors", check=False), "weights")
     assert not out.exists()                                  # nothing was written on bad input
@@ -89,8 +90,8 @@ def test_bad_input_is_one_line_and_non_zero(encoded, tmp_path):
 
 def test_run_writes_a_run_folder_whose_numbers_follow_their_definitions(tmp_path):
     out = tmp_path / "run"
-    results = json.loads(semcom("run", "--regimes", "static", "cam_shake", "--frames", "36", "--out", out,
-                                "--json").stdout)
+    results = json.loads(semcom("run", "-m", "sphere64", "--regimes", "static", "cam_shake", "--frames", "36",
+                                "--out", out, "--json").stdout)
     for name in ("config.json", "results.json", "report.html", "bits_per_frame.png", "memory_over_time.png",
                  "side_by_side.mp4", "side_by_side.png"):
         assert (out / name).stat().st_size > 0, name
@@ -115,7 +116,7 @@ def test_a_session_under_faults_is_encoded_then_replayed_by_decode(tmp_path):
     """Bit errors, erasures and both memory corruptions through the CLI: the session file decodes, in its own
     process, to exactly what the live receiver decoded; no frame came from a memory known to be bad."""
     stream = tmp_path / "session.bin"
-    rep = json.loads(semcom("encode", "illum_change", "-o", stream, "--frames", "48", "--ber", "1e-3",
+    rep = json.loads(semcom("encode", "illum_change", "-m", "sphere64", "-o", stream, "--frames", "48", "--ber", "1e-3",
                             "--erasure-rate", "0.05", "--corrupt-ids", "0.5", "--corrupt-sigma", "0.05",
                             "--corrupt-at", "20", "--cue-bits", "32", "--sync-every", "8", "--json").stdout)
     assert stream.stat().st_size == rep["bytes"]
@@ -138,5 +139,6 @@ def test_a_session_under_faults_is_encoded_then_replayed_by_decode(tmp_path):
 def test_fault_flags_are_validated(tmp_path):
     for flags, needle in ((["--ber", "0.7"], "ber"), (["--corrupt-ids", "2"], "corrupt_ids"),
                           (["--cue-bits", "65"], "cue_bits"), (["--coding", "adaptive", "--ber", "1e-3"], "fixed")):
-        _fails(semcom("encode", "static", "-o", tmp_path / "x.bin", *flags, check=False), needle)
-    _fails(semcom("run", "--ber", "1e-3", "--channel", "awgn", "--out", tmp_path / "r", check=False), "channel")
+        _fails(semcom("encode", "static", "-m", "sphere64", "-o", tmp_path / "x.bin", *flags, check=False), needle)
+    _fails(semcom("run", "-m", "sphere64", "--ber", "1e-3", "--channel", "awgn", "--out", tmp_path / "r",
+                  check=False), "channel")

@@ -139,6 +139,8 @@ def test_cli_encode_decode_with_model_and_quality(tmp_path):
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "1..8" in bad.stderr
     bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "-m", "nope", check=False)
     assert "sphere64, hyperprior" in bad.stderr
+    bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "--rule", "nearest", check=False)  # default model
+    assert bad.returncode != 0 and "--rule applies to -m sphere64" in bad.stderr
 
 
 def test_cli_run_with_a_spatial_model(tmp_path):

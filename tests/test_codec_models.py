@@ -118,7 +118,7 @@ def test_zoo_names_and_qualities():
         check_quality("hyperprior", 9)
     with pytest.raises(ConfigError, match="1..1"):
         check_quality("sphere64", 2)
-    assert check_quality("hyperprior", None) == 8
+    assert check_quality("hyperprior", None) == 4
 
 
 def test_shipped_hyperprior_loads_with_provenance():

@@ -41,13 +41,13 @@ def test_the_cli_frame_limit_is_the_stream_limit():
 def test_out_of_range_frames_and_seeds_name_their_flag(tmp_path, flag, value):
     out = tmp_path / "s.bin"
     extra = ["--ber", "0.01"] if flag == "--seed" else []  # a seed with a fault flag ended in struct.error
-    one_line_error(semcom("encode", "cam_shake", "-o", out, flag, value, *extra), flag)
+    one_line_error(semcom("encode", "cam_shake", "-m", "sphere64", "-o", out, flag, value, *extra), flag)
     assert not out.exists()
 
 
 def test_decode_refuses_an_unknown_output_extension_before_writing(tmp_path):
     stream = tmp_path / "s.bin"
-    assert semcom("encode", "static", "-o", stream, "--frames", "4").returncode == 0
+    assert semcom("encode", "static", "-m", "sphere64", "-o", stream, "--frames", "4").returncode == 0
     one_line_error(semcom("decode", stream, "-o", tmp_path / "out.xyz"), "out.xyz", "--output")
     assert not (tmp_path / "out.xyz").exists()
     assert semcom("decode", stream, "-o", tmp_path / "frames").returncode == 0
@@ -56,10 +56,10 @@ def test_decode_refuses_an_unknown_output_extension_before_writing(tmp_path):
 
 def test_a_link_that_loses_most_frames_says_so_and_exits_non_zero(tmp_path):
     out = tmp_path / "s.bin"
-    line = one_line_error(semcom("encode", "static", "-o", out, "--frames", "6", "--ber", "0.5"),
+    line = one_line_error(semcom("encode", "static", "-m", "sphere64", "-o", out, "--frames", "6", "--ber", "0.5"),
                           "lost 6 of 6", "--allow-loss")
     assert "nothing written" in line and not out.exists()
-    proc = semcom("encode", "static", "-o", out, "--frames", "6", "--ber", "0.5", "--allow-loss")
+    proc = semcom("encode", "static", "-m", "sphere64", "-o", out, "--frames", "6", "--ber", "0.5", "--allow-loss")
     assert proc.returncode == 0 and out.exists()
 
 
@@ -84,7 +84,8 @@ def test_weights_metadata_is_checked_before_allocating(tmp_path, meta, words):
 
 def test_cli_names_bad_weights(tmp_path):
     path = _weights_with(tmp_path, d="1000000000")
-    one_line_error(semcom("encode", "static", "-o", tmp_path / "s.bin", "--weights", path), str(path), "d=")
+    one_line_error(semcom("encode", "static", "-m", "sphere64", "-o", tmp_path / "s.bin", "--weights", path),
+                   str(path), "d=")
 
 
 def test_a_16_bit_png_is_scaled_not_saturated(tmp_path):
@@ -112,7 +113,7 @@ def test_nan_or_inf_is_refused_naming_file_and_frame(tmp_path, bad):
     next(frames)
     with pytest.raises(SourceError, match=r"b\.tif \(frame 1\)"):
         next(frames)
-    one_line_error(semcom("encode", tmp_path, "-o", tmp_path / "s.bin"), "b.tif", "frame 1")
+    one_line_error(semcom("encode", tmp_path, "-m", "sphere64", "-o", tmp_path / "s.bin"), "b.tif", "frame 1")
 
 
 def test_scale_to_uint8():

@@ -12,6 +12,7 @@ import numpy as np
 from rich.console import Console
 
 from semcom.config import DEFAULT_BETA, DEFAULT_TAU, FaultConfig, LinkConfig, ProtectionConfig, validated
+from semcom.errors import ConfigError
 
 out_console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
@@ -52,7 +53,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "sphere64") -> Non
     p.add_argument("-m", "--model", default=default, help=f"model of the zoo: {', '.join(MODELS)} "
                    f"(default {default})")
     p.add_argument("-q", "--quality", type=int, default=None,
-                   help="quality level of the model, 1 = fewest bits (default: the model's highest)")
+                   help="quality level of the model, 1 = fewest bits (default: hyperprior 4)")
 
 
 def model_kind(args) -> str:
@@ -102,13 +103,29 @@ def bounded_int(lo: int, hi: int):
     return parse
 
 
+#: Flags of the sphere64 memory link (the Hopfield paper's rules) and their defaults: a spatial model has no
+#: use for them, so giving one with it is an error rather than silently ignored.
+SPHERE_ONLY = {"rule": "hopfield", "rules": ["nearest", "hopfield", "paper"], "beta": DEFAULT_BETA,
+               "coding": "fixed", "residual_bits": 0, "tau_refine": 0.995, "top_k": 4}
+
+
+def check_no_sphere_flags(args) -> None:
+    """A spatial model refuses the sphere64 link's flags (one-line error naming the first one given)."""
+    for key, default in SPHERE_ONLY.items():
+        if getattr(args, key, default) != default:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} applies to -m sphere64 (the Hopfield paper's link), not to -m {args.model}")
+
+
 def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
     if multi_rule:
         p.add_argument("--rules", nargs="+", default=["nearest", "hopfield", "paper"],
                        choices=["nearest", "hopfield", "paper"], help="decision rules to compare")
     else:
         p.add_argument("--rule", default="hopfield", choices=["nearest", "hopfield", "paper"])
-    add_model_args(p)
+    from semcom.models.zoo import DEFAULT_MODEL
+
+    add_model_args(p, default=DEFAULT_MODEL)
     p.add_argument("--tau", type=float, default=None, help="similarity threshold tau in (0, 1), eq. (1) "
                    f"(default {DEFAULT_TAU} for sphere64, {DEFAULT_CODEC_TAU} for a spatial model's tile test)")
     p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="inverse temperature beta of eq. (4)")

@@ -10,6 +10,7 @@ import torch
 from semcom.commands._common import (
     add_fault_args,
     add_link_args,
+    check_no_sphere_flags,
     codec_config,
     fault_configs,
     link_config,
@@ -143,9 +144,10 @@ def _encode_codec(args) -> int:
     from semcom.schemes.codec_link import CodecTransmitter
     from semcom.sources import open_source
 
+    check_no_sphere_flags(args)
     protection, faults = fault_configs(args)
     if protection is not None:
-        raise ConfigError(f"faults and cues run on the sphere64 link only, not on model {args.model} (yet)")
+        raise ConfigError(f"faults and cues run on the sphere64 link only (-m sphere64), not on -m {args.model} yet")
     model = load_model(args.model, args.weights)
     hp = model.hparams
     cfg = codec_config(args, hp["height"], hp["width"])

@@ -11,6 +11,7 @@ import torch
 from semcom.commands._common import (
     add_fault_args,
     add_link_args,
+    check_no_sphere_flags,
     codec_config,
     fault_configs,
     jsonable,
@@ -135,9 +136,11 @@ def _run_codec(args, regimes) -> int:
     from semcom.report.html import table_html, write_page
     from semcom.report.tables import rows_table
 
+    check_no_sphere_flags(args)
     protection, faults = fault_configs(args)
     if protection is not None or args.channel is not None:
-        raise ConfigError(f"faults and channels run on the sphere64 link only, not on model {args.model} (yet)")
+        raise ConfigError(f"faults and channels run on the sphere64 link only (-m sphere64), not on -m {args.model} "
+                          "yet")
     model = load_model(args.model, args.weights)
     link = codec_config(args, model.hparams["height"], model.hparams["width"])
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")

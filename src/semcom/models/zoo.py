@@ -36,13 +36,14 @@ class ZooEntry:
     weights: str
     qualities: int
     description: str
+    default_quality: int = 1
 
 
 MODELS: dict[str, ZooEntry] = {e.name: e for e in (
     ZooEntry("sphere64", 0, "sphere", "ae64_d64.safetensors", 1,
              "the Hopfield paper's spherical autoencoder, d = 64"),
     ZooEntry("hyperprior", 1, "spatial", "hyperprior_q8.safetensors", 8,
-             "spatial latent 8x8x64, scale hyperprior, conditional coding, 8 qualities"),
+             "spatial latent 8x8x64, scale hyperprior, conditional coding, 8 qualities", default_quality=4),
 )}
 DEFAULT_MODEL = "hyperprior"
 
@@ -64,10 +65,10 @@ def entry_by_wire_id(wire_id: int) -> ZooEntry:
 
 
 def check_quality(name: str, quality: int | None) -> int:
-    """``quality`` (1-based; None: the model's highest) checked against the model's levels."""
+    """``quality`` (1-based; None: the model's default) checked against the model's levels."""
     e = entry(name)
     if quality is None:
-        return e.qualities
+        return e.default_quality
     if not 1 <= quality <= e.qualities:
         raise ConfigError(f"invalid quality={quality} for model {name}: choose from 1..{e.qualities}")
     return quality
