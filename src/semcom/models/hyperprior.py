@@ -28,6 +28,9 @@ from semcom.models.entropy import FactorizedLaplace, GaussianConditional, bits, 
 from semcom.models.gdn import GDN
 
 DOWNSAMPLING = 16  # frames must be multiples of this (the hyper-latent's stride)
+#: Rate–distortion weights per quality (lambda on 255^2 MSE), geometric, below CompressAI's range at the
+#: bottom because a 64x64 frame at its lowest quality is meant to cost tens of bits.
+DEFAULT_LAMBDAS = (0.0003, 0.0006, 0.0013, 0.0027, 0.0056, 0.0117, 0.024, 0.05)
 
 
 def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -81,6 +84,20 @@ class SpatialHyperprior(nn.Module):
     @property
     def qualities(self) -> int:
         return self.hparams["qualities"]
+
+    def rd_lambda(self, quality: int) -> float:
+        """The rate–distortion weight the model was trained with at ``quality`` (1-based): from its weights'
+        metadata, else :data:`DEFAULT_LAMBDAS` (stretched geometrically for another number of qualities)."""
+        import json
+
+        try:
+            lambdas = tuple(json.loads(getattr(self, "metadata", {})["config"])["lambdas"])
+        except (KeyError, TypeError, ValueError):
+            lambdas = ()
+        if len(lambdas) != self.qualities:
+            lo, hi, n = DEFAULT_LAMBDAS[0], DEFAULT_LAMBDAS[-1], self.qualities
+            lambdas = tuple(lo * (hi / lo) ** (i / max(n - 1, 1)) for i in range(n))
+        return float(lambdas[quality - 1])
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -8,8 +8,10 @@ distance. Against a prototype ``j`` it decides per tile of ``tile x tile`` laten
 pixels by default) whether the prototype already explains the frame there: a tile *hits* when
 ``mean (y - y^_j)^2 <= (1 - tau) (mean y^2 + 1)`` over the tile, a relative-error form of the Hopfield
 paper's similarity test, eq. (1), where the ``+ 1`` (one quantisation step squared) lets tiles that
-round to almost nothing hit at low qualities. It keeps the candidate that costs the fewest bits (a
-whole-frame hit, when there is one, always does). Then:
+round to almost nothing hit at low qualities. Of intra and, for each of those prototypes, coding with the
+tiles that pass the test hitting or with none hitting, it keeps the way that minimises the rate–distortion
+cost the model was trained on, ``bits + lambda_q 255^2 MSE H W`` (the transmitter decodes every candidate:
+it knows what the receiver will see). Then:
 
 * every tile hits — a **hit**: the message is the prototype's recency rank; both ends decode
   ``y^_j*`` and mark the slot used (the Hopfield paper's index instead of a latent);
@@ -239,6 +241,7 @@ class CodecTransmitter(_CodecEndpoint):
         import constriction
 
         super().__init__(config, model)
+        self.rd_lambda = model.rd_lambda(config.quality)
         self.encoder = constriction.stream.queue.RangeEncoder()
         self.records: list[FrameRecord] = []
         self.decoded: list[np.ndarray] = []
@@ -247,16 +250,18 @@ class CodecTransmitter(_CodecEndpoint):
         return CodecHeader(self.config, frames, fingerprint(self.model)).to_bytes()
 
     def _candidates(self, y: torch.Tensor) -> list[tuple[int | None, torch.Tensor]]:
-        """References worth trying, each with its per-tile hit mask (True where the tile hits): no reference
-        (intra) and the ``REFERENCES`` stored prototypes nearest to ``y``."""
+        """Ways worth trying, each a reference and its per-tile hit mask (True where the tile hits): no
+        reference (intra), and each of the ``REFERENCES`` stored prototypes nearest to ``y`` with the tiles
+        that pass the tau test hitting, and with none hitting."""
         tiles = self._tile_energy(y)
-        out = [(None, torch.zeros_like(tiles, dtype=torch.bool))]
+        none = torch.zeros_like(tiles, dtype=torch.bool)
+        out = [(None, none)]
         if self.memory.size == 0 or not self.config.inter:
             return out
         d = (self.memory.prototypes - y.flatten()).pow(2).sum(1)
         for j in torch.argsort(d)[:REFERENCES].tolist():
-            err = self._tile_energy(y - self.reference(j))
-            out.append((j, err <= (1.0 - self.config.tau) * (tiles + 1.0)))
+            hit = self._tile_energy(y - self.reference(j)) <= (1.0 - self.config.tau) * (tiles + 1.0)
+            out += [(j, hit), (j, none)] if bool(hit.any()) else [(j, none)]
         return out
 
     def _tile_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -286,26 +291,35 @@ class CodecTransmitter(_CodecEndpoint):
         info += float(-torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx])).sum())
         return _Plan(kind, slot, rank, tile_hit, info, ref + r_sym, z_sym, r_sym, idx)
 
+    def _cost(self, plan: _Plan, x: torch.Tensor) -> tuple[float, np.ndarray]:
+        """The Lagrangian the model was trained on, ``bits + lambda_q 255^2 SSE / 3`` (``SSE`` over the
+        frame's values in [0, 1]; CompressAI's ``R + lambda 255^2 MSE`` per image), and the decoded frame."""
+        out = self.synthesise(plan.y_hat)
+        sse = float(((torch.from_numpy(out).float() / 255.0).permute(2, 0, 1) - x[0]).pow(2).sum())
+        return plan.bits + self.rd_lambda * 255.0**2 * sse / 3.0, out
+
     @torch.no_grad()
     def send(self, frame: np.ndarray) -> np.ndarray:
-        """Code one uint8 frame (H, W, 3) with the candidate reference that costs the fewest bits (a hit, when
-        one is possible, always does); returns what the receiver will decode."""
+        """Code one uint8 frame (H, W, 3) the way that minimises the rate–distortion cost (:meth:`_cost`)
+        among the candidates (:meth:`_candidates`); returns what the receiver will decode."""
         x = to_tensor(frame)
         if x.shape[-2:] != (self.config.height, self.config.width):
             raise ConfigError(f"frame of {x.shape[-2]}x{x.shape[-1]}, the link is {self.config.height}x"
                               f"{self.config.width}")
         y = self.model.analysis(x, self.q)
-        plan = min((self._plan(y, slot, hit) for slot, hit in self._candidates(y)), key=lambda p: p.bits)
+        plans = [self._plan(y, slot, hit) for slot, hit in self._candidates(y)]
+        costs = [self._cost(p, x) for p in plans]
+        best = min(range(len(plans)), key=lambda i: costs[i][0])
+        plan, out = plans[best], costs[best][1]
         self.encoder.encode(np.array([plan.kind], np.int32), _categorical(self.kind_counts))
         if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
             self.encoder.encode(np.array([plan.rank], np.int32), _categorical(self.rank_counts_now()))
         if plan.kind != HIT:
             self.model.z_prior.encode(plan.z_sym, self.encoder)
             self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
-        y_hat = self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
+        self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
         self.records.append(FrameRecord(self.t - 1, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
                                         plan.tile_hit.numel(), plan.bits, self.memory.size))
-        out = self.synthesise(y_hat)
         self.decoded.append(out)
         return out
 

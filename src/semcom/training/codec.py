@@ -24,11 +24,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from semcom.models.hyperprior import SpatialHyperprior
+from semcom.models.hyperprior import DEFAULT_LAMBDAS, SpatialHyperprior
 
-#: Rate–distortion weights per quality (lambda on 255^2 MSE), geometric, below CompressAI's range at the
-#: bottom because a 64x64 frame at its lowest quality is meant to cost tens of bits.
-DEFAULT_LAMBDAS = (0.0003, 0.0006, 0.0013, 0.0027, 0.0056, 0.0117, 0.024, 0.05)
 PAD = 8  # pixels of margin around a training crop, for the moved reference view
 
 
