@@ -61,19 +61,28 @@ class LinkConfig(BaseModel):
     @field_validator("tau", "beta", "tau_refine", mode="before")
     @classmethod
     def _float32(cls, v):
-        """Round to float32, the precision of the stream header, before the range checks, so both
-        ends use the same value and it stays in range once rounded."""
-        try:
-            return float(np.float32(float(v)))
-        except (TypeError, ValueError, OverflowError):
-            return v  # let pydantic report the wrong type
+        return as_float32(v)
 
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            raise ValueError("must be a multiple of 16 (the autoencoder downsamples by 16)")
+        return multiple_of_16(v)
+
+
+def as_float32(v):
+    """Round to float32, the precision of the stream headers, before the range checks, so both ends use the
+    same value and it stays in range once rounded (a value of the wrong type passes, for pydantic to report)."""
+    try:
+        return float(np.float32(float(v)))
+    except (TypeError, ValueError, OverflowError):
         return v
+
+
+def multiple_of_16(v: int) -> int:
+    """A frame side: the models downsample by 16 (the sphere autoencoder, the hyperprior's hyper-latent)."""
+    if v % 16:
+        raise ValueError("must be a multiple of 16 (the models downsample by 16)")
+    return v
 
 
 def validated(model: type[BaseModel], /, **values) -> BaseModel:

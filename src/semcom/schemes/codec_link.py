@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from semcom.config import FullPolicy, validated
+from semcom.config import FullPolicy, as_float32, multiple_of_16, validated
 from semcom.errors import ConfigError, WeightsError, WireFormatError
 from semcom.frames import to_tensor, to_uint8
 from semcom.link.coding import recency_rank, slot_of_rank
@@ -87,17 +87,12 @@ class CodecLinkConfig(BaseModel):
     @field_validator("tau", mode="before")
     @classmethod
     def _float32(cls, v):
-        try:
-            return float(np.float32(float(v)))
-        except (TypeError, ValueError, OverflowError):
-            return v
+        return as_float32(v)
 
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            raise ValueError("must be a multiple of 16 (the hyper-latent's stride)")
-        return v
+        return multiple_of_16(v)
 
 
 @dataclass(frozen=True)
