@@ -155,3 +155,5 @@ def test_cli_run_with_a_spatial_model(tmp_path):
         assert (out / name).is_file()
     bad = _semcom("run", "-m", "hyperprior", "--ber", "0.01", "--out", tmp_path / "r2", check=False)
     assert bad.returncode != 0 and "sphere64" in bad.stderr
+    bad = _semcom("run", "--rules", "nearest", "--out", tmp_path / "r3", check=False)   # the default model
+    assert bad.returncode != 0 and "--rules applies to -m sphere64" in bad.stderr and not (tmp_path / "r3").exists()

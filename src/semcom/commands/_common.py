@@ -109,9 +109,10 @@ SPHERE_ONLY = {"rule": "hopfield", "rules": ["nearest", "hopfield", "paper"], "b
                "coding": "fixed", "residual_bits": 0, "tau_refine": 0.995, "top_k": 4}
 
 
-def check_no_sphere_flags(args) -> None:
-    """A spatial model refuses the sphere64 link's flags (one-line error naming the first one given)."""
-    for key, default in SPHERE_ONLY.items():
+def check_no_sphere_flags(args, extra: dict | None = None) -> None:
+    """A spatial model refuses the sphere64 link's flags, and ``extra`` ones of a command (one-line error
+    naming the first one given)."""
+    for key, default in (SPHERE_ONLY | (extra or {})).items():
         if getattr(args, key, default) != default:
             flag = "--" + key.replace("_", "-")
             raise ConfigError(f"{flag} applies to -m sphere64 (the Hopfield paper's link), not to -m {args.model}")

@@ -136,7 +136,7 @@ def _run_codec(args, regimes) -> int:
     from semcom.report.html import table_html, write_page
     from semcom.report.tables import rows_table
 
-    check_no_sphere_flags(args)
+    check_no_sphere_flags(args, {"b_raw": None, "omega": 1.0, "no_video": False})
     protection, faults = fault_configs(args)
     if protection is not None or args.channel is not None:
         raise ConfigError(f"faults and channels run on the sphere64 link only (-m sphere64), not on -m {args.model} "

@@ -1,0 +1,118 @@
+"""Fuzz campaign against the codec link's decoder (stream version 2, CRCs resealed).
+
+    python benchmarks/fuzz_codec_link.py --n 2000 [--seed 0] [--timeout 20]
+
+Seed inputs: valid streams of three regimes at qualities 1, 4 and 8 (memory on, off, a tiny memory).
+Each input gets one to four random edits (a byte set, a bit flipped, a run of bytes copied from another
+seed, a truncation or an extension), then both CRCs recomputed, so that it reaches the range decoder. It
+is decoded as ``semcom decode`` does (:func:`semcom.schemes.codec_link.decode_stream`) and counted as
+``acceptances`` (frames came back, of the declared number and shape), ``rejections`` (a SemcomError),
+``crashes`` (any other exception) or ``hangs`` (no answer within ``--timeout`` seconds). Counts print as
+JSON; every crashing or hanging input is written to ``--corpus``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import signal
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+class Hang(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Hang()
+
+
+def reseal(data: bytes) -> bytes:
+    """Recompute the header's and the payload's CRC-32 (as anyone crafting a stream would)."""
+    from semcom.schemes.codec_link import HEADER_SIZE
+
+    if len(data) < HEADER_SIZE + 4:
+        return data
+    body, payload = data[: HEADER_SIZE - 4], data[HEADER_SIZE:-4]
+    return body + zlib.crc32(body).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+
+
+def mutate(data: bytes, rng: np.random.Generator, other: bytes) -> bytes:
+    x = bytearray(data)
+    for _ in range(int(rng.integers(1, 5))):
+        op = int(rng.integers(5))
+        pos = int(rng.integers(len(x))) if x else 0
+        if op == 0 and x:
+            x[pos] = int(rng.integers(256))
+        elif op == 1 and x:
+            x[pos] ^= 1 << int(rng.integers(8))
+        elif op == 2:
+            a = int(rng.integers(len(other)))
+            n = int(rng.integers(1, 32))
+            x[pos : pos + n] = other[a : a + n]
+        elif op == 3:
+            del x[pos:]
+        else:
+            x += bytes(rng.integers(0, 256, int(rng.integers(1, 16))).astype(np.uint8))
+    return reseal(bytes(x))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=int, default=20)
+    ap.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "corpus")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from semcom.errors import SemcomError
+    from semcom.models.zoo import load_model
+    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
+    from semcom.sources import regime_clip
+
+    torch.set_num_threads(1)
+    model = load_model("hyperprior")
+    seeds = []
+    for regime, q, inter, m_max in (("static", 1, True, 64), ("cam_shake", 4, True, 3), ("scene_change", 8, False, 8)):
+        seeds.append(encode_clip(regime_clip(regime, frames=12), CodecLinkConfig(quality=q, inter=inter,
+                                                                                 m_max=m_max), model)[0])
+    rng = np.random.default_rng(args.seed)
+    counts, kinds = collections.Counter(), collections.Counter()
+    signal.signal(signal.SIGALRM, _alarm)
+    start = time.perf_counter()
+    for i in range(args.n):
+        x = mutate(seeds[i % len(seeds)], rng, seeds[int(rng.integers(len(seeds)))])
+        signal.alarm(args.timeout)
+        try:
+            frames, _ = decode_stream(x, model)
+            assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3
+            kind = "acceptances"
+        except SemcomError:
+            kind = "rejections"
+        except Hang:
+            kind = "hangs"
+        except Exception as exc:  # noqa: BLE001 - a crash is what we count
+            kind = "crashes"
+            kinds[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+        finally:
+            signal.alarm(0)
+        counts[kind] += 1
+        if kind in ("crashes", "hangs"):
+            args.corpus.mkdir(parents=True, exist_ok=True)
+            (args.corpus / f"v2-{kind}-{hashlib.sha256(x).hexdigest()[:12]}.bin").write_bytes(x)
+    print(json.dumps({"inputs": args.n, "seconds": round(time.perf_counter() - start, 1),
+                      **{k: counts.get(k, 0) for k in ("crashes", "hangs", "rejections", "acceptances")},
+                      "crash_kinds": dict(kinds)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
