@@ -135,6 +135,12 @@ def test_cli_encode_decode_with_model_and_quality(tmp_path):
     assert rep["model"] == "hyperprior" and rep["quality"] == 3 and rep["bytes"] == stream.stat().st_size
     dec = json.loads(_semcom("decode", stream, "-o", out, "--json").stdout)   # no model flags: the header says
     assert dec["frames"] == 12 and dec["model"] == "hyperprior" and len(list(out.glob("*.png"))) == 12
+    off = json.loads(_semcom("encode", "low_motion", "-o", tmp_path / "off.bin", "--frames", "12", "-q", "3",
+                             "--no-memory", "--json").stdout)
+    assert off["memory"] is False and off["intra_rate"] == 1.0 and off["bytes"] > rep["bytes"]
+    assert json.loads(_semcom("decode", tmp_path / "off.bin", "-o", tmp_path / "off", "--json").stdout)["frames"] == 12
+    bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "-m", "sphere64", "--no-memory", check=False)
+    assert bad.returncode != 0 and "--no-memory" in bad.stderr
     bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "-m", "hyperprior", "-q", "0", check=False)
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "1..8" in bad.stderr
     bad = _semcom("encode", "static", "-o", tmp_path / "x.bin", "-m", "nope", check=False)

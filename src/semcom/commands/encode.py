@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="stream file to write")
     add_link_args(p, multi_rule=False)
     p.add_argument("--max-attempts", type=int, default=4, help="with faults: damaged packets a frame may suffer")
+    p.add_argument("--no-memory", action="store_true",
+                   help="spatial models: every frame intra and nothing stored (the codec alone, for comparison)")
     p.add_argument("--allow-loss", action="store_true",
                    help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
@@ -46,6 +48,8 @@ def main(args) -> int:
         raise ConfigError(f"invalid frames={args.frames}: must be positive")
     if model_kind(args) == "spatial":
         return _encode_codec(args)
+    if args.no_memory:
+        raise ConfigError("--no-memory applies to a spatial model (-m hyperprior), not to -m sphere64")
     protection, faults = fault_configs(args)
     model = load_autoencoder(args.weights)
     link = link_config(args, args.rule, model)
@@ -163,7 +167,8 @@ def _encode_codec(args) -> int:
     frames, decoded, t = source.frames, np.stack(tx.decoded), len(source)
     kinds = [r.kind for r in tx.records]
     summary = {"source": source.name, "output": str(args.output), "model": cfg.model, "quality": cfg.quality,
-               "tau": cfg.tau, "frames": t, "bytes": len(data), "bits_per_frame_wire": 8 * len(data) / t,
+               "tau": cfg.tau, "memory": cfg.inter, "frames": t, "bytes": len(data),
+               "bits_per_frame_wire": 8 * len(data) / t,
                "hit_rate": kinds.count("hit") / t, "inter_rate": kinds.count("inter") / t,
                "intra_rate": kinds.count("intra") / t,
                "tile_hit_rate": sum(r.tiles_hit for r in tx.records) / sum(r.tiles for r in tx.records),
