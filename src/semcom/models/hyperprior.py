@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semcom.models.entropy import FactorizedLaplace, GaussianConditional, bits, clip_symbols
+from semcom.models.entropy import FactorizedLaplace, GaussianConditional, bits
 from semcom.models.gdn import GDN
 
 DOWNSAMPLING = 16  # frames must be multiples of this (the hyper-latent's stride)
@@ -139,13 +139,3 @@ class SpatialHyperprior(nn.Module):
         y_hat = y_ref + (_round_ste(r) if self.training else torch.round(r))
         return CodecOutput(self.synthesis(y_hat, q), bits(self.gaussian.likelihood(r_tilde, sigma)),
                            bits(self.z_prior.likelihood(z_tilde)), y_hat)
-
-    # -- coding: integer symbols in, bytes out (both ends), see semcom.models.codec ---------------------
-
-    @torch.no_grad()
-    def symbols(self, x: torch.Tensor, q: int, y_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The transmitter's symbols for one frame (1, 3, H, W): residual ``r^`` and hyper-latent ``z^``."""
-        qt = torch.tensor([q])
-        y = self.analysis(x, qt)
-        r = y - y_ref
-        return clip_symbols(r), clip_symbols(self.hyper_analysis(r, y_ref))
