@@ -142,3 +142,19 @@ def test_fault_flags_are_validated(tmp_path):
         _fails(semcom("encode", "static", "-m", "sphere64", "-o", tmp_path / "x.bin", *flags, check=False), needle)
     _fails(semcom("run", "-m", "sphere64", "--ber", "1e-3", "--channel", "awgn", "--out", tmp_path / "r",
                   check=False), "channel")
+
+
+def test_an_internal_error_is_one_line_unless_asked(monkeypatch, capsys):
+    from semcom import cli
+    from semcom.commands import bench
+
+    def boom(args):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(bench, "main", boom)
+    assert cli.main(["bench", "--quick"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError: something broke" in err
+    monkeypatch.setenv("SEMCOM_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="something broke"):
+        cli.main(["bench", "--quick"])

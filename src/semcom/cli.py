@@ -8,6 +8,7 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("semcom: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line, and how to get the traceback
+        if os.environ.get("SEMCOM_TRACEBACK"):
+            raise
+        print(f"semcom: internal error: {type(exc).__name__}: {exc} (a bug; SEMCOM_TRACEBACK=1 shows where)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
