@@ -6,10 +6,10 @@ Configs are pydantic models validated at the door: a wrong value raises
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from semcom.errors import ConfigError
 
@@ -22,6 +22,27 @@ DEFAULT_BETA = 100.0
 RuleName = Literal["nearest", "hopfield", "paper"]
 FullPolicy = Literal["none", "lru"]
 Coding = Literal["fixed", "adaptive"]
+
+
+def as_float32(v):
+    """Round to float32, the precision of the stream headers, before the range checks, so both ends use the
+    same value and it stays in range once rounded (a value of the wrong type passes, for pydantic to report)."""
+    try:
+        return float(np.float32(float(v)))
+    except (TypeError, ValueError, OverflowError):
+        return v
+
+
+def multiple_of_16(v: int) -> int:
+    """A frame side: the models downsample by 16 (the sphere autoencoder, the hyperprior's hyper-latent)."""
+    if v % 16:
+        raise ValueError("must be a multiple of 16 (the models downsample by 16)")
+    return v
+
+
+#: A float rounded to float32 before its range checks (``as_float32``); a frame side, a multiple of 16.
+Float32 = Annotated[float, BeforeValidator(as_float32)]
+FrameSide = Annotated[int, AfterValidator(multiple_of_16)]
 
 
 class LinkConfig(BaseModel):
@@ -39,18 +60,18 @@ class LinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     rule: RuleName = "hopfield"
-    tau: float = Field(DEFAULT_TAU, gt=0.0, lt=1.0)
-    beta: float = Field(DEFAULT_BETA, gt=0.0, le=1e6)
+    tau: Float32 = Field(DEFAULT_TAU, gt=0.0, lt=1.0)
+    beta: Float32 = Field(DEFAULT_BETA, gt=0.0, le=1e6)
     m_max: int = Field(256, ge=1, le=2**24 - 1)
     d: int = Field(64, ge=1, le=4096)
     latent_bits: Literal[8] = 8
     full_policy: FullPolicy = "lru"
     coding: Coding = "fixed"
     residual_bits: int = Field(0, ge=0, le=8)
-    tau_refine: float = Field(0.995, gt=0.0, lt=1.0)
+    tau_refine: Float32 = Field(0.995, gt=0.0, lt=1.0)
     top_k: int = Field(4, ge=1, le=64)
-    height: int = Field(64, ge=8, le=4096)
-    width: int = Field(64, ge=8, le=4096)
+    height: FrameSide = Field(64, ge=8, le=4096)
+    width: FrameSide = Field(64, ge=8, le=4096)
 
     @model_validator(mode="after")
     def _refine_above_tau(self):
@@ -58,31 +79,6 @@ class LinkConfig(BaseModel):
             raise ValueError(f"tau_refine={self.tau_refine} must exceed tau={self.tau} when residual_bits > 0")
         return self
 
-    @field_validator("tau", "beta", "tau_refine", mode="before")
-    @classmethod
-    def _float32(cls, v):
-        return as_float32(v)
-
-    @field_validator("height", "width")
-    @classmethod
-    def _multiple_of_16(cls, v: int) -> int:
-        return multiple_of_16(v)
-
-
-def as_float32(v):
-    """Round to float32, the precision of the stream headers, before the range checks, so both ends use the
-    same value and it stays in range once rounded (a value of the wrong type passes, for pydantic to report)."""
-    try:
-        return float(np.float32(float(v)))
-    except (TypeError, ValueError, OverflowError):
-        return v
-
-
-def multiple_of_16(v: int) -> int:
-    """A frame side: the models downsample by 16 (the sphere autoencoder, the hyperprior's hyper-latent)."""
-    if v % 16:
-        raise ValueError("must be a multiple of 16 (the models downsample by 16)")
-    return v
 
 
 def validated(model: type[BaseModel], /, **values) -> BaseModel:

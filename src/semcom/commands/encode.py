@@ -145,7 +145,7 @@ def _encode_codec(args) -> int:
     """The memory link over a spatial codec of the zoo (semcom.schemes.codec_link): a version-2 stream."""
     from semcom.metrics import ms_ssim, psnr
     from semcom.models.zoo import load_model
-    from semcom.schemes.codec_link import CodecTransmitter
+    from semcom.schemes.codec_link import CodecTransmitter, link_stats
     from semcom.sources import open_source
 
     check_no_sphere_flags(args)
@@ -165,13 +165,9 @@ def _encode_codec(args) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)
     frames, decoded, t = source.frames, np.stack(tx.decoded), len(source)
-    kinds = [r.kind for r in tx.records]
     summary = {"source": source.name, "output": str(args.output), "model": cfg.model, "quality": cfg.quality,
                "tau": cfg.tau, "memory": cfg.inter, "frames": t, "bytes": len(data),
-               "bits_per_frame_wire": 8 * len(data) / t,
-               "hit_rate": kinds.count("hit") / t, "inter_rate": kinds.count("inter") / t,
-               "intra_rate": kinds.count("intra") / t,
-               "tile_hit_rate": sum(r.tiles_hit for r in tx.records) / sum(r.tiles for r in tx.records),
+               "bits_per_frame_wire": 8 * len(data) / t, **link_stats(tx.records),
                "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded),
                "memory_size": tx.memory.size,
                "records": [{"t": r.t, "kind": r.kind, "slot": r.slot, "tiles_hit": r.tiles_hit,

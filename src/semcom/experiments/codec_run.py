@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from semcom.metrics import ms_ssim, psnr
-from semcom.schemes.codec_link import CodecLinkConfig, encode_clip
+from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
 
 def run_codec_link(regimes: Sequence[str], link: CodecLinkConfig, model, seed: int = 0, frames: int | None = None,
@@ -26,15 +26,10 @@ def run_codec_link(regimes: Sequence[str], link: CodecLinkConfig, model, seed: i
         for memory in (True, False):
             data, tx = encode_clip(clip, link.model_copy(update={"inter": memory}), model)
             out = np.stack(tx.decoded)
-            kinds = [r.kind for r in tx.records]
             rows.append({"scenario": scenario_of(regime), "regime": regime, "memory": "on" if memory else "off",
                          "model": link.model, "quality": link.quality, "tau": link.tau, "frames": len(clip),
                          "bits_per_frame_wire": 8 * len(data) / len(clip), "psnr_db": psnr(clip, out),
-                         "ms_ssim": ms_ssim(clip, out), "hit_rate": kinds.count("hit") / len(kinds),
-                         "inter_rate": kinds.count("inter") / len(kinds),
-                         "intra_rate": kinds.count("intra") / len(kinds),
-                         "tile_hit_rate": sum(r.tiles_hit for r in tx.records) / sum(r.tiles for r in tx.records),
-                         "memory_size": tx.memory.size})
+                         "ms_ssim": ms_ssim(clip, out), **link_stats(tx.records), "memory_size": tx.memory.size})
             if memory:
                 timelines[regime] = [{"t": r.t, "kind": r.kind, "bits": r.bits, "memory_size": r.memory_size}
                                      for r in tx.records]

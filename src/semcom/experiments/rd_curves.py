@@ -75,7 +75,7 @@ def _row(scenario, regime, system, frames, decoded, bits_total, **extra) -> dict
 def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                       keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
     """The codec link at every (quality, tau), and with the memory off at every quality."""
-    from semcom.schemes.codec_link import CodecLinkConfig, encode_clip
+    from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
     settings = [(q, t, True) for q in cfg.qualities for t in cfg.taus] + [(q, None, False) for q in cfg.qualities]
@@ -83,10 +83,10 @@ def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg
         link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=inter, m_max=cfg.m_max)
         data, tx = encode_clip(frames, link, model)
         decoded = np.stack(tx.decoded)
-        kinds = [r.kind for r in tx.records]
+        stats = link_stats(tx.records)
         row = _row(scenario, regime, "semcom-hyperprior" if inter else "semcom-hyperprior-intra", frames, decoded,
-                   8 * len(data), model="hyperprior", quality=q, tau=tau, hit_rate=kinds.count("hit") / len(kinds),
-                   tile_hit_rate=sum(r.tiles_hit for r in tx.records) / sum(r.tiles for r in tx.records))
+                   8 * len(data), model="hyperprior", quality=q, tau=tau, hit_rate=stats["hit_rate"],
+                   tile_hit_rate=stats["tile_hit_rate"])
         rows.append(row)
         if keep:
             keep(row, decoded)
@@ -95,35 +95,21 @@ def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg
 
 def sphere_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                   keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
-    """The Hopfield paper's link (d = 64, hopfield rule, fixed-length coding) over ``cfg.sphere_taus``."""
-    import torch
-
+    """The Hopfield paper's link (d = 64, hopfield rule, fixed-length coding) over ``cfg.sphere_taus``: a stream
+    file per tau, decoded by a separate receiver from its bytes
+    (:func:`semcom.experiments.semantic_link.stream_latents`)."""
     from semcom.config import LinkConfig
-    from semcom.frames import to_tensor, to_uint8
-    from semcom.link import Transmitter
-    from semcom.link.wire import pack_stream
-    from semcom.models import fingerprint
+    from semcom.experiments.semantic_link import encode_frames, stream_latents
 
-    with torch.no_grad():
-        latents = model.encoder(to_tensor(frames))
+    latents = encode_frames(model, frames)
     rows = []
     for tau in cfg.sphere_taus:
-        link = LinkConfig(rule="hopfield", tau=tau, d=model.hparams["d"])
-        tx = Transmitter(link, model.encoder, fingerprint(model))
-        writer = tx.stream_writer()
-        out, hits = [], 0
-        for z in latents:
-            tx.send_to_stream(z, writer)
-            out.append(tx.last_latent)
-            hits += tx.last.hit
-        data = pack_stream(tx.header(len(frames)), writer.getvalue())
-        with torch.no_grad():
-            decoded = to_uint8(model.decoder(torch.stack(out)))
-        row = _row(scenario, regime, "semcom-sphere64", frames, decoded, 8 * len(data), model="sphere64",
-                   quality=1, tau=tau, hit_rate=hits / len(frames))
+        res = stream_latents(latents, LinkConfig(rule="hopfield", tau=tau, d=model.hparams["d"]), model)
+        row = _row(scenario, regime, "semcom-sphere64", frames, res.decoded, 8 * res.stream_bytes, model="sphere64",
+                   quality=1, tau=tau, hit_rate=sum(r.hit for r in res.records) / len(frames))
         rows.append(row)
         if keep:
-            keep(row, decoded)
+            keep(row, res.decoded)
     return rows
 
 

@@ -98,13 +98,14 @@ class FixedReader:
 EXHAUSTED_BITS = 96.0
 
 
-def _categorical(counts: np.ndarray):
+def categorical(counts: np.ndarray):
+    """constriction's categorical model with probabilities proportional to adaptive ``counts``."""
     import constriction
 
     return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
 
 
-def _information(counts: np.ndarray, symbols: np.ndarray) -> float:
+def information(counts: np.ndarray, symbols: np.ndarray) -> float:
     """``-log2 p`` of ``symbols`` under the model ``counts``, in bits."""
     total = float(counts.sum())
     if len(symbols) == 1:
@@ -112,7 +113,8 @@ def _information(counts: np.ndarray, symbols: np.ndarray) -> float:
     return float(len(symbols) * math.log2(total) - np.log2(counts[symbols]).sum())
 
 
-def _grown(counts: np.ndarray, n: int) -> np.ndarray:
+def grown(counts: np.ndarray, n: int) -> np.ndarray:
+    """``counts`` extended with ones to at least ``n`` entries (a model that grows with the memory)."""
     return counts if len(counts) >= n else np.concatenate([counts, np.ones(n - len(counts))])
 
 
@@ -133,15 +135,15 @@ class _AdaptiveModels:
         return self.prev_codes if self.prev_codes is not None else np.full(d, 128, dtype=np.int64)
 
     def symbol_counts(self, m: int) -> np.ndarray:
-        self.rank_counts = _grown(self.rank_counts, m)
+        self.rank_counts = grown(self.rank_counts, m)
         parts = [self.rank_counts[:m]]
         if self.residual:
-            self.refine_counts = _grown(self.refine_counts, m)
+            self.refine_counts = grown(self.refine_counts, m)
             parts.append(self.refine_counts[:m])
         return np.concatenate([*parts, [self.miss_count]])
 
     def symbol_model(self, m: int):
-        return _categorical(self.symbol_counts(m))
+        return categorical(self.symbol_counts(m))
 
     def update(self, symbol: int, m: int, codes: np.ndarray | None) -> None:
         if symbol < m:
@@ -191,7 +193,7 @@ class AdaptiveWriter:
             codes = np.frombuffer(msg.codes, dtype=np.uint8).astype(np.int64)
             if symbol == miss:
                 codes = (codes - models.predict(len(codes))) % 256
-            self.encoder.encode(codes.astype(np.int32), _categorical(counts))
+            self.encoder.encode(codes.astype(np.int32), categorical(counts))
         models.update(symbol, m, codes)
 
     def getvalue(self) -> bytes:
@@ -215,12 +217,12 @@ class AdaptiveReader:
         if self.exhausted_bits is None and self.decoder.maybe_exhausted():
             self.exhausted_bits = 0.0
         try:
-            out = np.asarray(self.decoder.decode(_categorical(counts), n), dtype=np.int64)
+            out = np.asarray(self.decoder.decode(categorical(counts), n), dtype=np.int64)
         except (AssertionError, ValueError, RuntimeError, OverflowError, TypeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WireFormatError(f"invalid adaptive payload: the range decoder rejects it ({reason})") from None
         if self.exhausted_bits is not None:
-            self.exhausted_bits += _information(counts, out)
+            self.exhausted_bits += information(counts, out)
             if self.exhausted_bits > EXHAUSTED_BITS:
                 raise WireFormatError("the adaptive payload ends before the stream's declared frames "
                                       f"(more than {EXHAUSTED_BITS:g} bits decoded past its last word)")

@@ -5,7 +5,7 @@ term of the loss; at coding time the same model turns integer symbols into bytes
 constriction's range coder, identically at both ends.
 
 * :class:`GaussianConditional` — ``p(y^ | sigma) = Phi((y^ + 1/2) / sigma) - Phi((y^ - 1/2) / sigma)``,
-  a zero-mean Gaussian convolved with a unit uniform (Ballé et al. 2018, eq. (11)). The scale a
+  a zero-mean Gaussian convolved with a unit uniform (the conditional of Ballé et al. 2018). The scale a
   hyperprior predicts is snapped to a fixed log-spaced table before coding, so both ends use
   exactly the same float parameters.
 * :class:`FactorizedLaplace` — the hyper-latent's factorised prior: one zero-mean Laplace per

@@ -1,7 +1,7 @@
 """Generalised divisive normalisation (GDN), the non-linearity of learned image codecs.
 
 Ballé, Laparra, Simoncelli, "Density modeling of images using a generalized normalization
-transformation" (ICLR 2016), eq. (6) in the simplified form used by their 2018 hyperprior codec:
+transformation" (ICLR 2016), in the simplified form used by their 2018 hyperprior codec:
 ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)``; the inverse (IGDN) multiplies instead.
 ``beta`` and ``gamma`` are kept non-negative by a lower bound on their parameters.
 """

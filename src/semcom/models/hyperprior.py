@@ -13,7 +13,7 @@ scale hyperprior" (ICLR 2018), sized for small frames and two CPU cores, with tw
   where the reference already explains the frame. With ``y_ref = 0`` this is the intra codec.
 
 Per frame of ``H x W``: ``y`` is ``(c, H/8, W/8)``, the hyper-latent ``z`` is ``(c_z, H/16, W/16)``.
-Rate (bits) is ``-log2 p(r^ | sigma(z^, y_ref)) - log2 p(z^)`` (eq. (9)-(11) of Ballé et al.).
+Rate (bits) is ``-log2 p(r^ | sigma(z^, y_ref)) - log2 p(z^)``, the two terms of Ballé et al.'s rate.
 """
 
 from __future__ import annotations

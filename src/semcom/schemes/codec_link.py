@@ -37,12 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from semcom.config import FullPolicy, as_float32, multiple_of_16, validated
+from semcom.config import Float32, FrameSide, FullPolicy, validated
 from semcom.errors import ConfigError, WeightsError, WireFormatError
 from semcom.frames import to_tensor, to_uint8
-from semcom.link.coding import recency_rank, slot_of_rank
+from semcom.link.coding import categorical, grown, information, recency_rank, slot_of_rank
 from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
@@ -76,23 +76,14 @@ class CodecLinkConfig(BaseModel):
 
     model: str = "hyperprior"
     quality: int = Field(8, ge=1, le=64)
-    tau: float = Field(0.9, gt=0.0, lt=1.0)
+    tau: Float32 = Field(0.9, gt=0.0, lt=1.0)
     m_max: int = Field(64, ge=1, le=4096)
     full_policy: FullPolicy = "lru"
     tile: int = Field(2, ge=1, le=16)
     inter: bool = True
-    height: int = Field(64, ge=16, le=4096)
-    width: int = Field(64, ge=16, le=4096)
+    height: FrameSide = Field(64, ge=16, le=4096)
+    width: FrameSide = Field(64, ge=16, le=4096)
 
-    @field_validator("tau", mode="before")
-    @classmethod
-    def _float32(cls, v):
-        return as_float32(v)
-
-    @field_validator("height", "width")
-    @classmethod
-    def _multiple_of_16(cls, v: int) -> int:
-        return multiple_of_16(v)
 
 
 @dataclass(frozen=True)
@@ -171,10 +162,11 @@ class FrameRecord:
         return self.kind == "hit"
 
 
-def _categorical(counts: np.ndarray):
-    import constriction
-
-    return constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+def link_stats(records: list[FrameRecord]) -> dict[str, float]:
+    """The shares of hit, inter and intra frames and of tiles that hit, over a clip's records."""
+    kinds = [r.kind for r in records]
+    return {f"{k}_rate": kinds.count(k) / len(kinds) for k in KINDS} | {
+        "tile_hit_rate": sum(r.tiles_hit for r in records) / sum(r.tiles for r in records)}
 
 
 class _CodecEndpoint:
@@ -203,10 +195,8 @@ class _CodecEndpoint:
 
     def rank_counts_now(self) -> np.ndarray:
         """The adaptive counts of the recency ranks ``0 .. M-1`` (grown with the memory)."""
-        m = self.memory.size
-        if len(self.rank_counts) < m:
-            self.rank_counts = np.concatenate([self.rank_counts, np.ones(m - len(self.rank_counts))])
-        return self.rank_counts[:m]
+        self.rank_counts = grown(self.rank_counts, self.memory.size)
+        return self.rank_counts[: self.memory.size]
 
     def _apply(self, kind: int, slot: int | None, rank: int | None, y_hat: torch.Tensor) -> torch.Tensor:
         """Both ends: count the kind and rank, then touch (hit) or store (inter, intra) ``y^``."""
@@ -266,13 +256,11 @@ class CodecTransmitter(_CodecEndpoint):
 
     def _plan(self, y: torch.Tensor, slot: int | None, tile_hit: torch.Tensor) -> _Plan:
         """What coding the frame against ``slot`` would send, and its information content in bits."""
-        probs = self.kind_counts / self.kind_counts.sum()
         kind = INTRA if slot is None else (HIT if bool(tile_hit.all()) else INTER)
         rank = recency_rank(self.memory, slot) if slot is not None else None
-        info = -math.log2(probs[kind])
+        info = information(self.kind_counts, np.array([kind]))
         if rank is not None and self.memory.size > 1:
-            counts = self.rank_counts_now()
-            info -= math.log2(counts[rank] / counts.sum())
+            info += information(self.rank_counts_now(), np.array([rank]))
         ref = self.reference(slot)
         if kind == HIT:
             return _Plan(kind, slot, rank, tile_hit, info, ref)
@@ -306,9 +294,9 @@ class CodecTransmitter(_CodecEndpoint):
         costs = [self._cost(p, x) for p in plans]
         best = min(range(len(plans)), key=lambda i: costs[i][0])
         plan, out = plans[best], costs[best][1]
-        self.encoder.encode(np.array([plan.kind], np.int32), _categorical(self.kind_counts))
+        self.encoder.encode(np.array([plan.kind], np.int32), categorical(self.kind_counts))
         if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
-            self.encoder.encode(np.array([plan.rank], np.int32), _categorical(self.rank_counts_now()))
+            self.encoder.encode(np.array([plan.rank], np.int32), categorical(self.rank_counts_now()))
         if plan.kind != HIT:
             self.model.z_prior.encode(plan.z_sym, self.encoder)
             self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
@@ -358,13 +346,13 @@ class CodecReceiver(_CodecEndpoint):
 
     @torch.no_grad()
     def _receive(self, decoder) -> torch.Tensor:
-        kind = int(self._decode(decoder, _categorical(self.kind_counts)))
+        kind = int(self._decode(decoder, categorical(self.kind_counts)))
         slot = rank = None
         if kind != INTRA:
             if self.memory.size == 0:  # an intra-only link never stores, so this covers it too
                 raise WireFormatError(f"{KINDS[kind]} frame names a prototype of an empty memory")
             counts = self.rank_counts_now()
-            rank = int(self._decode(decoder, _categorical(counts))) if len(counts) > 1 else 0
+            rank = int(self._decode(decoder, categorical(counts))) if len(counts) > 1 else 0
             if rank >= len(counts):
                 raise WireFormatError(f"reference rank {rank} outside a memory of {len(counts)}")
             slot = slot_of_rank(self.memory, rank)
