@@ -34,6 +34,8 @@ def main(args) -> int:
 
     if stream_version(data) == 2:
         return _decode_codec(args, data)
+    if stream_version(data) == 3:
+        return _decode_codebook(args, data)
     model = load_autoencoder(args.weights)
     try:
         rx, header = Receiver.from_header(data[:HEADER_SIZE], model.decoder, fingerprint(model))
@@ -104,5 +106,27 @@ def _decode_codec(args, data: bytes) -> int:
         print_json(summary)
     else:
         out_console.print(f"decoded {len(frames)} frames of {header.config.model} q{header.config.quality} "
+                          f"({len(data)} bytes, {summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
+    return 0
+
+
+def _decode_codebook(args, data: bytes) -> int:
+    """A codebook stream (version 3): the header names the variant and its weights; no flags needed."""
+    from semcom.schemes.codebook import CodebookReceiver, load_variant, parse_header
+
+    try:
+        header = parse_header(data)
+        rx = CodebookReceiver(load_variant(header.variant, args.weights))
+        frames = rx.decode(data)
+    except WireFormatError as exc:
+        raise WireFormatError(f"{args.stream}: {exc}") from None
+    _write(args, frames)
+    summary = {"stream": str(args.stream), "output": str(args.output), "frames": len(frames), "bytes": len(data),
+               "bits_per_frame_wire": 8 * len(data) / len(frames), "scheme": "codebook", "variant": header.variant,
+               "J": header.J, "session": False, "frames_lost": 0}
+    if args.json:
+        print_json(summary)
+    else:
+        out_console.print(f"decoded {len(frames)} frames of codebook {header.variant} J={header.J} "
                           f"({len(data)} bytes, {summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
     return 0

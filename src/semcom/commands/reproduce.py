@@ -19,6 +19,15 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<name>-<time>)")
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snr", type=float, nargs="+", default=None,
+                   help="codebook-fig3/fig4: the SNRs in dB (default 0 2 ... 20)")
+    p.add_argument("--code", choices=("none", "ldpc-1/2"), default=None,
+                   help="codebook-fig3/fig4: channel code of the VQ-VAE index bits (default none)")
+    p.add_argument("--mu", type=float, default=None, help="codebook-j: bandwidth weight mu of eq. (21) (default 0)")
+    p.add_argument("--lpips-vgg16", default=None, metavar="FILE",
+                   help="codebook-fig3/fig4: a local torchvision VGG16 state dict, to compute LPIPS")
+    p.add_argument("--lpips-lin", default=None, metavar="FILE",
+                   help="codebook-fig3/fig4: the lpips package's vgg.pth linear weights (default: LPIPS baseline)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
@@ -38,6 +47,11 @@ def main(args) -> int:
     for name in names:
         if name not in REPRODUCTIONS:
             raise ConfigError(f"unknown reproduction {name!r} (choose from {', '.join(REPRODUCTIONS)}, all)")
+    for opt in _OPTIONS:
+        takers = [n for n in names if opt in REPRODUCTIONS[n].options]
+        if getattr(args, opt) is not None and not takers:
+            raise ConfigError(f"--{opt.replace('_', '-')} applies to "
+                              f"{', '.join(n for n, r in REPRODUCTIONS.items() if opt in r.options)}, not {args.name}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = args.out or Path("runs") / f"{args.name}-{stamp}"
     model = load_autoencoder(args.weights)
@@ -60,6 +74,10 @@ def main(args) -> int:
     return 0
 
 
+#: Options of ``semcom reproduce`` that only some reproductions take (Reproduction.options).
+_OPTIONS = ("snr", "code", "mu", "lpips_vgg16", "lpips_lin")
+
+
 def _reproduce(repro, args, model, out: Path) -> dict:
     """Run one reproduction into ``out``; print its tables unless --json; return its results."""
     from semcom.config import validated
@@ -71,11 +89,12 @@ def _reproduce(repro, args, model, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with progress(repro.steps(cfg), repro.name, args.json) as step:
-        outcome = repro.run(cfg, model, step, out)
+        options = {k: getattr(args, k) for k in repro.options if getattr(args, k) is not None}
+        outcome = repro.run(cfg, model, step, out, **options)
     seconds = time.perf_counter() - t0
     results = outcome.results | {"meta": {"seconds": round(seconds, 1), "quick": args.quick}}
     config = {"reproduction": repro.name, "config": cfg.model_dump(), "weights": str(args.weights or "shipped"),
-              "weights_fingerprint": fingerprint(model).hex()}
+              "weights_fingerprint": fingerprint(model).hex(), "options": options}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=jsonable))
     blocks = [f"<p>{repro.description}. {seconds:.0f} s{' (--quick)' if args.quick else ''}.</p>"]

@@ -22,15 +22,16 @@ from semcom.config import validated
 from semcom.errors import ConfigError
 from semcom.models import fingerprint
 
-ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae")
+ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae", "codebook")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train the autoencoder (default config reproduces the shipped weights), "
-                       "or run Algorithm 1 / the beta-VAE")
+                       "or run Algorithm 1 / the beta-VAE, or train the codebook paper's VQ-VAE")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="autoencoder",
                    help="autoencoder: plain MSE training (default); algorithm1: the Hopfield paper's Algorithm 1, "
-                   "Lagrangian (7); beta-vae: the beta-VAE encoder variant")
+                   "Lagrangian (7); beta-vae: the beta-VAE encoder variant; codebook: the grounded codebook "
+                   "paper's VQ-VAE (--variant)")
     p.add_argument("--images", default=None, help="a folder of images or a video file to train on "
                    "(default: the photographs bundled with scikit-image and scikit-learn; "
                    "for algorithm1, the content regimes rendered with seeds >= --train-seed)")
@@ -60,6 +61,13 @@ def add_parser(sub) -> None:
     p.add_argument("--train-seed", type=int, default=None, help="algorithm1: first regime seed (eval uses 0)")
     p.add_argument("--regimes", nargs="+", default=None, help="algorithm1: the content regimes to train on")
     p.add_argument("--pool-seeds", type=int, default=None, help="algorithm1: rendered clips per regime")
+    p.add_argument("--variant", default=None, help="codebook: vqvae, vqvae+entropy, vqvae+channel or proposed "
+                   "(the paper's ablation; default proposed)")
+    p.add_argument("--J", type=int, default=None, help="codebook: codebook size, a power of two in 16..4096")
+    p.add_argument("--p", type=float, default=None, help="codebook: BSC flip probability of the channel-aware "
+                   "loss (default: 64-QAM over Rayleigh at 10 dB, 0.205)")
+    p.add_argument("--vgg16", type=Path, default=None, help="codebook: a local VGG16 state dict for the paper's "
+                   "perceptual term (without it: MSE + MS-SSIM)")
     add_model_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
@@ -82,6 +90,10 @@ _ONLY = {
     "train_seed": ("train_seed", ("algorithm1",)),
     "regimes": ("regimes", ("algorithm1",)),
     "pool_seeds": ("pool_seeds", ("algorithm1",)),
+    "variant": ("variant", ("codebook",)),
+    "J": ("J", ("codebook",)),
+    "p": ("p", ("codebook",)),
+    "vgg16": ("vgg16", ("codebook",)),
 }
 
 
@@ -106,9 +118,11 @@ def main(args) -> int:
     _check_options(args)
     t0 = time.perf_counter()
     spatial = model_kind(args) == "spatial"
-    if spatial and args.algorithm != "autoencoder":
+    if spatial and args.algorithm not in ("autoencoder", "codebook"):
         raise ConfigError(f"--algorithm {args.algorithm} trains sphere64, not {args.model}")
-    if spatial:
+    if args.algorithm == "codebook":
+        summary, model, extra = _codebook(args)
+    elif spatial:
         summary, model, extra = _codec(args)
     elif args.algorithm == "algorithm1":
         summary, model, extra = _algorithm1(args)
@@ -116,8 +130,9 @@ def main(args) -> int:
         summary, model, extra = _beta_vae(args)
     else:
         summary, model, extra = _autoencoder(args)
-    algorithm = "rate-distortion" if spatial else args.algorithm
-    summary = {"algorithm": algorithm, "model": args.model, "output": str(extra.pop("path"))} | summary
+    algorithm = "rate-distortion" if spatial and args.algorithm != "codebook" else args.algorithm
+    model_name = "codebook" if algorithm == "codebook" else args.model
+    summary = {"algorithm": algorithm, "model": model_name, "output": str(extra.pop("path"))} | summary
     summary |= {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint(model).hex()}
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +142,12 @@ def main(args) -> int:
         summary["out"] = str(args.out)
     if args.json:
         print_json(summary)
+    elif algorithm == "codebook":
+        v = summary["validation"] or {}
+        out_console.print(f"codebook {summary['config']['variant']} J={summary['config']['J']} on {summary['data']} "
+                          f"({summary['seconds']} s) -> {summary['output']}; validation (held-out photos, no "
+                          f"errors): {v.get('psnr_db', float('nan')):.2f} dB, {v.get('used_codewords')} codewords "
+                          f"used, index entropy {v.get('index_entropy_bits', float('nan')):.2f} bits")
     elif spatial:
         q = summary["validation"] or []
         out_console.print(f"{args.model} on {summary['data']} ({summary['seconds']} s) -> {summary['output']}; "
@@ -252,5 +273,44 @@ def _codec(args):
     summary = {"data": data_name, "config": cfg.model_dump(),
                "final_mse": float(np.mean([r["mse"] for r in log[-50:]])),
                "final_bpp": float(np.mean([r["bpp"] for r in log[-50:]])), "validation": validation_rows,
+               "train_photos": list(names), "validation_photos": list(VALIDATION_PHOTOS)}
+    return summary, model, {"path": path, "log": log}
+
+
+def _codebook(args):
+    """The grounded codebook paper's VQ-VAE (semcom.training.vqvae), one ablation variant, on photos split by
+    photo."""
+    from semcom.sources.photos import TRAIN_PHOTOS, VALIDATION_PHOTOS, load_photo
+    from semcom.training.vqvae import VQVAETrainConfig, save_vqvae, train_vqvae
+
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                                   "seed": args.seed, "variant": args.variant, "J": args.J, "p": args.p,
+                                   "d": args.d}.items() if v is not None}
+    if args.J is not None:
+        from semcom.quantization.codebook import check_codebook_size
+
+        check_codebook_size(args.J)
+    cfg = validated(VQVAETrainConfig, **overrides)
+    if args.images:
+        images, data_name = _images(args)
+        names = (args.images,)
+    else:
+        images, names = [load_photo(n) for n in TRAIN_PHOTOS], TRAIN_PHOTOS
+        data_name = f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses"
+    validation = [load_photo(n) for n in VALIDATION_PHOTOS]
+    perceptual = args.vgg16 is not None
+
+    def save(m, _step, lg):
+        return save_vqvae(m, args.output, cfg, names, VALIDATION_PHOTOS, lg, perceptual=perceptual)
+
+    with progress(cfg.steps, f"codebook {cfg.variant}", args.json) as step:
+        model, log = train_vqvae(images, cfg, validation, vgg16_weights=args.vgg16,
+                                 progress=lambda s, r: step(f"mse {r['mse']:.4f} q {r['quantization']:.4f}"),
+                                 checkpoint=save)
+    path = save(model, cfg.steps, log)
+    validation_rec = next((r["validation"] for r in reversed(log) if "validation" in r), None)
+    summary = {"data": data_name, "config": cfg.model_dump(), "reconstruction": "mse+ms-ssim+vgg16-gram"
+               if perceptual else "mse+ms-ssim (no VGG16 weights given)",
+               "final_mse": float(np.mean([r["mse"] for r in log[-50:]])), "validation": validation_rec,
                "train_photos": list(names), "validation_photos": list(VALIDATION_PHOTOS)}
     return summary, model, {"path": path, "log": log}

@@ -30,6 +30,8 @@ class Reproduction:
     description: str
     steps: Callable[[object], int]  # progress steps, from the config
     run: Callable[..., Outcome]
+    #: ``semcom reproduce`` options this one takes (passed to ``run`` as keywords; others are refused).
+    options: tuple[str, ...] = ()
 
 
 TABLE1_COLUMNS: list[Column] = [
@@ -196,6 +198,78 @@ def _rd_curves(cfg, model, progress: Progress, out: Path) -> Outcome:
                                ("BD-rate of semcom against each codec, per scenario", bd, BD_COLUMNS)])
 
 
+CODEBOOK_COLUMNS: list[Column] = [
+    ("scheme", "scheme", "{}"), ("code", "code", "{}"), ("snr_db", "SNR dB", "{:.0f}"), ("psnr_db", "PSNR", "{:.2f}"),
+    ("ms_ssim", "MS-SSIM", "{:.3f}"), ("lpips", "LPIPS", "{:.3f}"), ("bits_per_image", "bits/img", "{:.0f}"),
+    ("channel_uses_per_image", "uses/img", "{:.0f}"), ("failed_fraction", "failed", "{:.2f}")]
+CODEBOOK_J_COLUMNS: list[Column] = [
+    ("J", "J", "{}"), ("p", "p", "{:g}"), ("bits_per_image", "bits/img", "{}"), ("distortion_q", "D_q", "{:.4f}"),
+    ("distortion_ch_theory", "D_ch (18)", "{:.4f}"), ("distortion_theory", "D (20)", "{:.4f}"),
+    ("distortion_measured", "D measured", "{:.4f}"), ("psnr_db", "PSNR", "{:.2f}"), ("optimal", "J* (21)", "{}"),
+    ("optimal_measured", "J* measured", "{}")]
+
+
+def _codebook_config(cfg, snr=None, code=None, mu=None, lpips_vgg16=None, lpips_lin=None):
+    from semcom.experiments.codebook_paper import CodebookReproConfig
+
+    kw = {k: v for k, v in (("snrs", snr), ("code", code), ("mu", mu), ("lpips_vgg16", lpips_vgg16),
+                            ("lpips_lin", lpips_lin)) if v is not None}
+    if "snrs" in kw:
+        kw["snrs"] = tuple(kw["snrs"])
+    return CodebookReproConfig.quick(cfg.seed, **kw) if cfg.quick else CodebookReproConfig(seed=cfg.seed, **kw)
+
+
+def _codebook_fig(figure: str):
+    def run(cfg, model, progress: Progress, out: Path, snr=None, code=None, lpips_vgg16=None,
+            lpips_lin=None) -> Outcome:
+        from semcom.experiments import codebook_paper as cp
+
+        res = cp.run_fig4(_codebook_config(cfg, snr, code, lpips_vgg16=lpips_vgg16, lpips_lin=lpips_lin), progress)
+        figs = cp.figure_fig4(res, out) if figure == "fig4" else cp.figure_fig3(res, out)
+        cols = [("scheme", "scheme", "{}"), ("J", "J", "{}"), ("psnr_db_error_free", "PSNR no errors", "{:.2f}"),
+                ("ms_ssim_error_free", "MS-SSIM no errors", "{:.3f}"), ("index_entropy_bits", "H(i) bits", "{:.2f}"),
+                ("used_codewords", "used", "{}"), ("train_seconds", "train s", "{:.0f}")]
+        notes = []
+        h = res["headline"]
+        if h:
+            lp = ("LPIPS not computed (no --lpips-vgg16)" if h["lpips_gain_pct"] is None
+                  else f"{h['lpips_gain_pct']:+.1f} % LPIPS ({res['lpips_variant']})")
+            notes.append(f"At {h['snr_db']:g} dB: proposed over vqvae {h['psnr_gain_pct']:+.1f} % PSNR "
+                         f"(paper +{cp.PAPER['psnr_gain_pct_at_10db']} %), {lp} (paper "
+                         f"+{cp.PAPER['lpips_gain_pct_at_10db']} %), {h['ms_ssim_gain_pct']:+.1f} % MS-SSIM; "
+                         f"vqvae+channel {h['channel_aware_psnr_gain_pct']:+.1f} % PSNR.")
+        return Outcome(res, figs, [(f"Fig. {figure[-1]}: every scheme against SNR", res["rows"], CODEBOOK_COLUMNS),
+                                   ("The shipped codebooks, error-free, on the test images", res["codebooks"], cols)],
+                       notes)
+    return run
+
+
+def _codebook_j(cfg, model, progress: Progress, out: Path, mu=None) -> Outcome:
+    from semcom.experiments import codebook_paper as cp
+
+    res = cp.run_j(_codebook_config(cfg, mu=mu), progress)
+    return Outcome(res, cp.figure_j(res, out), [("Distortion and PSNR against J (eqs. 20-21)", res["rows"],
+                                                CODEBOOK_J_COLUMNS)])
+
+
+def _codebook_theory(cfg, model, progress: Progress, out: Path) -> Outcome:
+    from semcom.experiments import codebook_paper as cp
+
+    res = cp.run_theory(_codebook_config(cfg), progress)
+    return Outcome(res, cp.figure_theory(res, out), [
+        ("Eq. (16): index error probability", res["index_error"],
+         [("n", "n", "{}"), ("p", "p", "{:g}"), ("pe_theory", "P_e (16)", "{:.4f}"),
+          ("pe_measured", "measured", "{:.4f}"), ("stderr", "stderr", "{:.4f}")]),
+        ("Eq. (17): P(k|i), mean total-variation distance to measured frequencies", res["transition"],
+         [("J", "J", "{}"), ("p", "p", "{:g}"), ("tv_exact", "exact (17)", "{:.4f}"),
+          ("tv_random_labelling", "random labelling", "{:.4f}"), ("samples", "samples", "{}")]),
+        ("Eqs. (18)-(20) on the trained codebooks", res["distortion"],
+         [("scheme", "scheme", "{}"), ("p", "p", "{:g}"), ("distortion_q", "D_q", "{:.4f}"),
+          ("distortion_ch_exact", "D_ch exact", "{:.4f}"),
+          ("distortion_ch_random_labelling", "D_ch random lab.", "{:.4f}"),
+          ("distortion_ch_measured", "D_ch MC", "{:.4f}"), ("stderr", "stderr", "{:.4f}")])])
+
+
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r for r in (
         Reproduction("hopfield-table1", "Table I: bits/frame, hit rate, C_R, PSNR, SSIM per scenario and rule at "
@@ -219,5 +293,17 @@ REPRODUCTIONS: dict[str, Reproduction] = {
         Reproduction("rd-curves", "bits per frame against PSNR and MS-SSIM for every semcom model, quality and tau "
                      "and for x264, x265 and AV1 CRF sweeps, on the eight regimes and held-out clips; BD-rates",
                      lambda cfg: 12, _rd_curves),
+        Reproduction("codebook-fig4", "the codebook paper's Fig. 4: PSNR against SNR (64-QAM, Rayleigh) for the four "
+                     "VQ-VAE variants, JPEG+LDPC and BPG(HEVC intra)+LDPC", lambda cfg: 6, _codebook_fig("fig4"),
+                     ("snr", "code", "lpips_vgg16", "lpips_lin")),
+        Reproduction("codebook-fig3", "the codebook paper's Fig. 3: the perceptual metric against SNR (MS-SSIM; "
+                     "LPIPS with --lpips-vgg16, else MS-SSIM)", lambda cfg: 6, _codebook_fig("fig3"),
+                     ("snr", "code", "lpips_vgg16", "lpips_lin")),
+        Reproduction("codebook-j", "the codebook paper's eqs. (20)-(21): distortion and PSNR against the codebook "
+                     "size J for several p, theory beside measurement, and the optimal J",
+                     lambda cfg: 7, _codebook_j, ("mu",)),
+        Reproduction("codebook-theory", "the codebook paper's eqs. (16)-(20): index error probability, P(k|i) and "
+                     "the channel-induced distortion of the trained codebooks against Monte Carlo",
+                     lambda cfg: 5, _codebook_theory),
     )
 }

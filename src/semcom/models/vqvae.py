@@ -46,14 +46,19 @@ arrives wrong 84 % of the time, eq. 16); trainers set ``p`` for the SNR they tra
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
-from semcom.errors import ConfigError
+from semcom.errors import ConfigError, WeightsError
 from semcom.models.gdn import GDN
 from semcom.models.hyperprior import _conv, _deconv
 from semcom.quantization.codebook import (
@@ -67,7 +72,8 @@ from semcom.quantization.codebook import (
     quantization_loss,
 )
 
-__all__ = ["CodebookVQVAE", "DEFAULT_P", "VARIANTS", "VQVAEOutput", "codebook_usage"]
+__all__ = ["CodebookVQVAE", "DEFAULT_P", "VARIANTS", "VQVAEOutput", "codebook_usage", "load_vqvae",
+           "shipped_vqvae_path"]
 
 #: The paper's operating point for the channel-aware loss: 64-QAM, flat Rayleigh, 10 dB; the value of
 #: ``semcom.quantization.codebook.bsc_flip_probability("qam64", 10.0, "rayleigh")`` rounded to 3 digits.
@@ -273,3 +279,64 @@ class CodebookVQVAE(nn.Module):
         t = x_or_indices
         idx = self.indices(t) if t.is_floating_point() and t.dim() == 4 else t
         return codebook_usage(idx, self.J)
+
+
+# ====================================================================== weights
+
+#: Bounds on what a weights file may declare before anything is allocated.
+_HPARAM_LIMITS = {"n": (1, 1024), "d": (1, 1024), "height": (8, 4096), "width": (8, 4096), "kmeans_iters": (1, 1000)}
+
+
+def shipped_vqvae_path(variant: str) -> Path:
+    """The shipped weights of ``variant`` (one of :data:`VARIANTS`): ``weights/codebook_<variant>.safetensors``
+    with ``+`` written ``-`` (``vqvae+entropy`` -> ``codebook_vqvae-entropy.safetensors``)."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"invalid variant: choose from {', '.join(VARIANTS)}, got variant={variant!r}")
+    name = "codebook_" + variant.replace("+", "-") + ".safetensors"
+    return Path(str(resources.files("semcom.models") / "weights" / name))
+
+
+def load_vqvae(path: str | Path) -> CodebookVQVAE:
+    """A :class:`CodebookVQVAE` from a safetensors file written by :func:`semcom.training.vqvae.save_vqvae`
+    (float32, eval mode, no gradients). The metadata's hyper-parameters are checked against their bounds and the
+    tensors' shapes against the model they describe (built on the meta device) before any tensor is read;
+    anything wrong is a one-line :class:`~semcom.errors.WeightsError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        if meta.get("kind") != "codebook-vqvae":
+            raise WeightsError(f"weights {path} are not a codebook VQ-VAE (kind={meta.get('kind')!r})")
+        hp = json.loads(meta["hparams"])
+        if not isinstance(hp, dict):
+            raise ValueError("hparams is not an object")
+    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    for k, (lo, hi) in _HPARAM_LIMITS.items():
+        v = hp.get(k)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise WeightsError(f"weights {path} declare {k}={v!r}, outside {lo}..{hi}")
+    kwargs = {k: hp.get(k) for k in ("n", "d", "J", "variant", "lambda_h", "lambda_ch", "p", "beta", "temperature",
+                                     "codebook_update", "dead_code_threshold", "decay", "kmeans_iters", "height",
+                                     "width")}
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in CodebookVQVAE(**kwargs).state_dict().items()}
+    except (ConfigError, TypeError) as exc:
+        raise WeightsError(f"weights {path} declare an invalid model: {exc}") from None
+    if shapes != expected:
+        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
+        raise WeightsError(f"weights {path} do not fit the VQ-VAE their metadata describes (tensor {bad[0]})")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise WeightsError(f"weights {path} hold non-finite values")
+    model = CodebookVQVAE(**kwargs)
+    model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()})
+    model.metadata = dict(meta)
+    return model.eval().requires_grad_(False)

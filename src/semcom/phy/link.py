@@ -48,7 +48,7 @@ from semcom.phy.config import PhyConfig, esn0_to_ebn0_db
 from semcom.phy.modulation import Modulation
 from semcom.phy.theory import ber_qam_awgn
 
-__all__ = ["PhyChain", "DigitalLink", "LinkResult", "make_channel"]
+__all__ = ["BitPipe", "PhyChain", "DigitalLink", "LinkResult", "make_channel"]
 
 
 def make_channel(cfg: PhyConfig) -> nn.Module:
@@ -280,3 +280,56 @@ class DigitalLink:
         c = self.config
         return (f"DigitalLink(modulation={c.modulation!r}, channel={c.channel!r}, code={c.code!r}, "
                 f"snr_db={c.esn0_db():g}, n={c.codeword_bits}, seed={c.seed})")
+
+
+class BitPipe:
+    """Raw bits over the air, no CRC and no erasures: what a semantic receiver that "decodes whatever indices
+    arrive" gets (the grounded codebook paper's link, issue 10 item 3).
+
+    ``BitPipe(modulation="qam64", channel="rayleigh", code="none", snr_db=10, seed=0, coherence_symbols=1)``
+    (every :class:`PhyConfig` field is a keyword). :meth:`send` cuts a bit string into blocks of ``k`` bits
+    (the last padded with zeros), sends each through the :class:`PhyChain` (encode, map, channel, equalise,
+    demap, decode; Sionna's blocks) and returns the first ``len(bits)`` decoded bits, right or wrong.
+    ``code="none"`` is the uncoded link (``k = n``, hard decisions); ``"ldpc-1/2"`` the 5G LDPC code."""
+
+    def __init__(self, modulation: str = "qam64", channel: str = "rayleigh", code: str = "none",
+                 snr_db: float | None = None, seed: int = 0, **options):
+        options.setdefault("crc", "CRC24A")
+        self.config: PhyConfig = validated(PhyConfig, modulation=modulation, channel=channel, code=code,
+                                           snr_db=snr_db, seed=seed, **options)
+        self.generator = make_generator(self.config.seed)
+        self.chain = use_generator(PhyChain(self.config), self.generator)
+
+    @property
+    def k(self) -> int:
+        """Information bits per codeword."""
+        return self.chain.k
+
+    def channel_uses(self, nbits: int) -> int:
+        """Complex symbols spent on ``nbits`` information bits (whole codewords)."""
+        return math.ceil(nbits / self.k) * self.chain.n // self.config.bits_per_symbol
+
+    @torch.no_grad()
+    def send(self, bits, snr_db: float | None = None) -> np.ndarray:
+        """``bits`` (a 1-D array of 0/1) through the link at ``snr_db`` (default the config's ``E_s/N_0``);
+        the received bits, ``uint8``, same length."""
+        bits = np.asarray(bits)
+        if bits.ndim != 1 or (bits.size and (bits.min() < 0 or bits.max() > 1)):
+            raise ConfigError(f"invalid bits: expected a 1-D array of 0/1, got shape {bits.shape}")
+        if bits.size == 0:
+            return bits.astype(np.uint8)
+        esn0 = self.config.esn0_db(snr_db)
+        blocks = math.ceil(bits.size / self.k)
+        u = np.zeros(blocks * self.k, dtype=np.float32)
+        u[:bits.size] = bits
+        u = torch.from_numpy(u.reshape(blocks, self.k))
+        out = torch.empty_like(u)
+        step = self.config.batch_codewords
+        for start in range(0, blocks, step):
+            out[start:start + step] = self.chain(u[start:start + step], esn0)
+        return out.reshape(-1)[:bits.size].numpy().astype(np.uint8)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"BitPipe(modulation={c.modulation!r}, channel={c.channel!r}, code={c.code!r}, "
+                f"snr_db={c.esn0_db():g}, n={c.codeword_bits}, coherence_symbols={c.coherence_symbols})")

@@ -43,12 +43,13 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class VGG16Features(nn.Module):
-    """VGG16's convolutional ``features`` up to the deepest Gram layer, torchvision's module indices (so its
+    """VGG16's convolutional ``features`` up to the deepest of ``layers``, torchvision's module indices (so its
     state-dict keys are ``features.<i>.weight`` / ``.bias``); frozen. ``forward(x)`` takes frames in [0, 1] and
-    returns the feature maps after the ReLUs of :data:`GRAM_LAYERS`."""
+    returns the feature maps after the ReLUs of ``layers`` (default :data:`GRAM_LAYERS`)."""
 
-    def __init__(self):
+    def __init__(self, layers: tuple[int, ...] = GRAM_LAYERS):
         super().__init__()
+        self.layers = tuple(layers)
         layers: list[nn.Module] = []
         cin = 3
         for v in VGG16_CFG:
@@ -57,7 +58,7 @@ class VGG16Features(nn.Module):
             else:
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
                 cin = v
-        self.features = nn.Sequential(*layers[: max(GRAM_LAYERS) + 1])
+        self.features = nn.Sequential(*layers[: max(self.layers) + 1])
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -68,12 +69,12 @@ class VGG16Features(nn.Module):
         out = []
         for i, layer in enumerate(self.features):
             h = layer(h)
-            if i in GRAM_LAYERS:
+            if i in self.layers:
                 out.append(h)
         return out
 
 
-def load_vgg16_features(path: str | Path) -> VGG16Features:
+def load_vgg16_features(path: str | Path, layers: tuple[int, ...] = GRAM_LAYERS) -> VGG16Features:
     """A :class:`VGG16Features` with the convolution weights of the VGG16 state dict at ``path`` (safetensors,
     or a torch file of tensors); :class:`ConfigError`, one line naming the path, when it is missing, unreadable
     or not a VGG16 (a ``features.*`` key missing or of the wrong shape)."""
@@ -94,7 +95,7 @@ def load_vgg16_features(path: str | Path) -> VGG16Features:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"invalid VGG16 weights: {path} is not a state dict of tensors")
-    model = VGG16Features()
+    model = VGG16Features(layers)
     expected = model.state_dict()
     wanted = {}
     for key, ref in expected.items():
