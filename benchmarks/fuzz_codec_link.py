@@ -1,11 +1,14 @@
-"""Fuzz campaign against the codec link's decoder (stream version 2, CRCs resealed).
+"""Fuzz campaign against the decoders of stream versions 2 (the codec link) and 3 (the codebook scheme), CRCs
+resealed.
 
-    python benchmarks/fuzz_codec_link.py --n 2000 [--seed 0] [--timeout 20]
+    python benchmarks/fuzz_codec_link.py --n 2000 [--target codec|codebook] [--seed 0] [--timeout 20]
 
-Seed inputs: valid streams of three regimes at qualities 1, 4 and 8 (memory on, off, a tiny memory).
+Seed inputs: ``codec``, valid streams of three regimes at qualities 1, 4 and 8 (memory on, off, a tiny
+memory); ``codebook``, valid version-3 streams of three regimes from two of the four variants.
 Each input gets one to four random edits (a byte set, a bit flipped, a run of bytes copied from another
 seed, a truncation or an extension), then both CRCs recomputed, so that it reaches the range decoder. It
-is decoded as ``semcom decode`` does (:func:`semcom.schemes.codec_link.decode_stream`) and counted as
+is decoded as ``semcom decode`` does (:func:`semcom.schemes.codec_link.decode_stream`, or
+:meth:`semcom.schemes.codebook.CodebookReceiver.decode` with the variant the header names) and counted as
 ``acceptances`` (frames came back, of the declared number and shape), ``rejections`` (a SemcomError),
 ``crashes`` (any other exception) or ``hangs`` (no answer within ``--timeout`` seconds). Counts print as
 JSON; every crashing or hanging input is written to ``--corpus``.
@@ -33,9 +36,12 @@ def _alarm(signum, frame):
     raise Hang()
 
 
-def reseal(data: bytes) -> bytes:
+def reseal(data: bytes, target: str = "codec") -> bytes:
     """Recompute the header's and the payload's CRC-32 (as anyone crafting a stream would)."""
-    from semcom.schemes.codec_link import HEADER_SIZE
+    if target == "codec":
+        from semcom.schemes.codec_link import HEADER_SIZE
+    else:
+        from semcom.schemes.codebook import HEADER_SIZE
 
     if len(data) < HEADER_SIZE + 4:
         return data
@@ -43,7 +49,7 @@ def reseal(data: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
 
 
-def mutate(data: bytes, rng: np.random.Generator, other: bytes) -> bytes:
+def mutate(data: bytes, rng: np.random.Generator, other: bytes, target: str = "codec") -> bytes:
     x = bytearray(data)
     for _ in range(int(rng.integers(1, 5))):
         op = int(rng.integers(5))
@@ -60,12 +66,46 @@ def mutate(data: bytes, rng: np.random.Generator, other: bytes) -> bytes:
             del x[pos:]
         else:
             x += bytes(rng.integers(0, 256, int(rng.integers(1, 16))).astype(np.uint8))
-    return reseal(bytes(x))
+    return reseal(bytes(x), target)
+
+
+def codec_target():
+    """Seed streams of the codec link and its decoder."""
+    from semcom.models.zoo import load_model
+    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
+    from semcom.sources import regime_clip
+
+    model = load_model("hyperprior")
+    seeds = []
+    for regime, q, inter, m_max in (("static", 1, True, 64), ("cam_shake", 4, True, 3), ("scene_change", 8, False, 8)):
+        seeds.append(encode_clip(regime_clip(regime, frames=12), CodecLinkConfig(quality=q, inter=inter,
+                                                                                 m_max=m_max), model)[0])
+    return seeds, lambda x: decode_stream(x, model)[0]
+
+
+def codebook_target():
+    """Seed streams of the codebook scheme; the decoder loads the variant the header names, as ``decode`` does."""
+    from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, load_variant, parse_header
+    from semcom.sources import regime_clip
+
+    models = {v: load_variant(v) for v in ("vqvae", "proposed")}
+    seeds = [CodebookTransmitter(models[v]).encode(regime_clip(r, frames=n))
+             for v, r, n in (("vqvae", "static", 3), ("proposed", "cam_shake", 8), ("proposed", "scene_change", 1))]
+
+    def decode(x: bytes):
+        model = models.get(parse_header(x).variant) or load_variant(parse_header(x).variant)
+        return CodebookReceiver(model).decode(x)
+
+    return seeds, decode
+
+
+TARGETS = {"codec": codec_target, "codebook": codebook_target}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--target", choices=tuple(TARGETS), default="codec")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=20)
     ap.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "corpus")
@@ -74,25 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from semcom.errors import SemcomError
-    from semcom.models.zoo import load_model
-    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
-    from semcom.sources import regime_clip
 
     torch.set_num_threads(1)
-    model = load_model("hyperprior")
-    seeds = []
-    for regime, q, inter, m_max in (("static", 1, True, 64), ("cam_shake", 4, True, 3), ("scene_change", 8, False, 8)):
-        seeds.append(encode_clip(regime_clip(regime, frames=12), CodecLinkConfig(quality=q, inter=inter,
-                                                                                 m_max=m_max), model)[0])
+    seeds, decode = TARGETS[args.target]()
     rng = np.random.default_rng(args.seed)
     counts, kinds = collections.Counter(), collections.Counter()
     signal.signal(signal.SIGALRM, _alarm)
     start = time.perf_counter()
     for i in range(args.n):
-        x = mutate(seeds[i % len(seeds)], rng, seeds[int(rng.integers(len(seeds)))])
+        x = mutate(seeds[i % len(seeds)], rng, seeds[int(rng.integers(len(seeds)))], args.target)
         signal.alarm(args.timeout)
         try:
-            frames, _ = decode_stream(x, model)
+            frames = decode(x)
             assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3
             kind = "acceptances"
         except SemcomError:
@@ -107,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         counts[kind] += 1
         if kind in ("crashes", "hangs"):
             args.corpus.mkdir(parents=True, exist_ok=True)
-            (args.corpus / f"v2-{kind}-{hashlib.sha256(x).hexdigest()[:12]}.bin").write_bytes(x)
-    print(json.dumps({"inputs": args.n, "seconds": round(time.perf_counter() - start, 1),
+            version = "v2" if args.target == "codec" else "v3"
+            (args.corpus / f"{version}-{kind}-{hashlib.sha256(x).hexdigest()[:12]}.bin").write_bytes(x)
+    print(json.dumps({"target": args.target, "inputs": args.n, "seconds": round(time.perf_counter() - start, 1),
                       **{k: counts.get(k, 0) for k in ("crashes", "hangs", "rejections", "acceptances")},
                       "crash_kinds": dict(kinds)}, indent=2))
     return 0

@@ -302,3 +302,31 @@ def test_codebook_j_marks_one_optimum_per_p(tmp_path):
         assert all(set(r) >= {"J", "p", "distortion_theory", "distortion_measured", "psnr_db"} for r in sel)
         if p == 0.0:  # no flips: D = D_q exactly, and it falls with J
             assert all(r["distortion_theory"] == pytest.approx(r["distortion_measured"]) for r in sel)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.integers(0, 3)), min_size=1, max_size=4))
+def test_resealed_mutations_give_frames_or_semcom_errors(proposed, frames, edits):
+    """Edits that keep both CRCs valid (as a crafted file would) reach the receiver: frames of the declared
+    shape, or the project's own error."""
+    from semcom.errors import SemcomError
+
+    x = bytearray(CodebookTransmitter(proposed).encode(frames[:3]))
+    for pos, value, op in edits:
+        pos %= len(x)
+        if op == 0:
+            x[pos] = value
+        elif op == 1:
+            del x[pos:]
+        elif op == 2:
+            x += bytes([value]) * (pos % 9 + 1)
+        else:
+            x[pos] ^= 1 << (value % 8)
+    body, payload = bytes(x[:HEADER_SIZE - 4]), bytes(x[HEADER_SIZE:-4])
+    x = body + struct.pack(">I", zlib.crc32(body)) + payload + struct.pack(">I", zlib.crc32(payload))
+    try:
+        header = parse_header(x)
+        out = CodebookReceiver(proposed).decode(x)
+    except SemcomError:
+        return
+    assert out.shape == (header.frames, header.height, header.width, 3) and out.dtype == np.uint8

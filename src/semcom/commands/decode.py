@@ -34,7 +34,7 @@ def main(args) -> int:
 
     if stream_version(data) == 2:
         return _decode_codec(args, data)
-    if stream_version(data) == 3:
+    if stream_version(data) in (3, 4):
         return _decode_codebook(args, data)
     model = load_autoencoder(args.weights)
     try:
@@ -111,22 +111,30 @@ def _decode_codec(args, data: bytes) -> int:
 
 
 def _decode_codebook(args, data: bytes) -> int:
-    """A codebook stream (version 3): the header names the variant and its weights; no flags needed."""
+    """A codebook stream (version 3) or the memory link over its tokens (version 4): the header names the
+    variant and its weights; no flags needed."""
+    from semcom.schemes import stream_version
     from semcom.schemes.codebook import CodebookReceiver, load_variant, parse_header
+    from semcom.schemes.token_link import TokenHeader, decode_stream
 
     try:
-        header = parse_header(data)
-        rx = CodebookReceiver(load_variant(header.variant, args.weights))
-        frames = rx.decode(data)
+        if stream_version(data) == 3:
+            header = parse_header(data)
+            frames = CodebookReceiver(load_variant(header.variant, args.weights)).decode(data)
+            scheme, variant, J = "codebook", header.variant, header.J
+        else:
+            header = TokenHeader.from_bytes(data)
+            frames, _ = decode_stream(data, load_variant(header.config.variant, args.weights))
+            scheme, variant, J = "codebook-memory", header.config.variant, header.J
     except WireFormatError as exc:
         raise WireFormatError(f"{args.stream}: {exc}") from None
     _write(args, frames)
     summary = {"stream": str(args.stream), "output": str(args.output), "frames": len(frames), "bytes": len(data),
-               "bits_per_frame_wire": 8 * len(data) / len(frames), "scheme": "codebook", "variant": header.variant,
-               "J": header.J, "session": False, "frames_lost": 0}
+               "bits_per_frame_wire": 8 * len(data) / len(frames), "scheme": scheme, "variant": variant,
+               "J": J, "session": False, "frames_lost": 0}
     if args.json:
         print_json(summary)
     else:
-        out_console.print(f"decoded {len(frames)} frames of codebook {header.variant} J={header.J} "
+        out_console.print(f"decoded {len(frames)} frames of {scheme} {variant} J={J} "
                           f"({len(data)} bytes, {summary['bits_per_frame_wire']:.2f} bits/frame) -> {args.output}")
     return 0

@@ -27,9 +27,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("encode", help="transmitter: SOURCE -> stream file")
     p.add_argument("source", help="a regime name, a video file or a folder of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="stream file to write")
-    p.add_argument("--scheme", default="memory", choices=("memory", "codebook"),
+    p.add_argument("--scheme", default="memory", choices=("memory", "codebook", "codebook-memory"),
                    help="memory: the memory link over -m MODEL (default); codebook: the grounded codebook "
-                   "paper's VQ-VAE, index labels only (--variant)")
+                   "paper's VQ-VAE, index labels only (--variant); codebook-memory: the memory link over its "
+                   "token grid (--tau, default 1: lossless against codebook; --m-max, --full-policy)")
     p.add_argument("--variant", default=None, help="--scheme codebook: vqvae, vqvae+entropy, vqvae+channel or "
                    "proposed (default proposed)")
     add_link_args(p, multi_rule=False)
@@ -51,7 +52,7 @@ def main(args) -> int:
 
     if args.frames is not None and args.frames < 1:
         raise ConfigError(f"invalid frames={args.frames}: must be positive")
-    if args.scheme == "codebook":
+    if args.scheme in ("codebook", "codebook-memory"):
         return _encode_codebook(args)
     if args.variant is not None:
         raise ConfigError("--variant applies to --scheme codebook")
@@ -201,15 +202,19 @@ _MEMORY_ONLY = {"model": "hyperprior", "quality": None, "tau": None, "m_max": 25
 
 
 def _encode_codebook(args) -> int:
-    """The grounded codebook paper's scheme (semcom.schemes.codebook): a version-3 stream of index labels."""
+    """The grounded codebook paper's scheme (semcom.schemes.codebook): a version-3 stream of index labels; or,
+    with ``--scheme codebook-memory``, the memory link over its token grid (semcom.schemes.token_link), v4."""
     from semcom.metrics import ms_ssim, psnr
     from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, load_variant
     from semcom.sources import open_source
 
+    memory = args.scheme == "codebook-memory"
+    shared = ("tau", "m_max", "full_policy") if memory else ()
     for key, default in _MEMORY_ONLY.items():
-        if getattr(args, key) != default:
+        if getattr(args, key) != default and key not in shared:
             flag = {"model": "-m/--model", "quality": "-q/--quality"}.get(key, "--" + key.replace("_", "-"))
-            raise ConfigError(f"{flag} applies to --scheme memory, not to --scheme codebook")
+            also = " or codebook-memory" if key in ("tau", "m_max", "full_policy") else ""
+            raise ConfigError(f"{flag} applies to --scheme memory{also}, not to --scheme {args.scheme}")
     check_no_sphere_flags(args)
     protection, _ = fault_configs(args)
     if protection is not None:
@@ -218,17 +223,21 @@ def _encode_codebook(args) -> int:
     hp = model.hparams
     source = open_source(args.source, height=hp["height"], width=hp["width"], frames=args.frames, seed=args.seed)
     tx = CodebookTransmitter(model)
+    extra = {}
     with progress(len(source), "encoding", args.json):
-        data = tx.encode(source.frames)
+        if memory:
+            data, decoded, extra = _token_link(args, model, source.frames)
+        else:
+            data = tx.encode(source.frames)
+            decoded = CodebookReceiver(model).decode(data)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)
-    decoded = CodebookReceiver(model).decode(data)
     frames, t = source.frames, len(source)
     idx = tx.indices(frames)
-    summary = {"source": source.name, "output": str(args.output), "scheme": "codebook", "variant": hp["variant"],
+    summary = {"source": source.name, "output": str(args.output), "scheme": args.scheme, "variant": hp["variant"],
                "J": model.J, "frames": t, "bytes": len(data), "bits_per_frame_wire": 8 * len(data) / t,
                "bits_per_frame_indices": model.bits_per_image * hp["height"] * hp["width"] // (64 * 64),
-               **model.usage(idx), "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded)}
+               **model.usage(idx), "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded), **extra}
     if args.json:
         print_json(summary)
     else:
@@ -236,8 +245,25 @@ def _encode_codebook(args) -> int:
 
         table = Table(title=f"encoded {source.name} -> {args.output}", title_justify="left")
         for k in ("variant", "J", "frames", "bytes", "bits_per_frame_wire", "bits_per_frame_indices",
-                  "index_entropy_bits", "used_codewords", "psnr_db", "ms_ssim"):
+                  "index_entropy_bits", "used_codewords", "psnr_db", "ms_ssim", *extra):
             v = summary[k]
             table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
         out_console.print(table)
     return 0
+
+
+def _token_link(args, model, frames) -> tuple[bytes, np.ndarray, dict]:
+    """The memory link over the token grid: the stream, what the receiver shows, and the link's shares."""
+    from semcom.config import validated
+    from semcom.schemes.codebook import CodebookReceiver
+    from semcom.schemes.token_link import KINDS, TokenLinkConfig, encode_clip
+
+    hp = model.hparams
+    cfg = validated(TokenLinkConfig, variant=hp["variant"], tau=1.0 if args.tau is None else args.tau,
+                    m_max=args.m_max, full_policy=args.full_policy, height=hp["height"], width=hp["width"])
+    data, tx = encode_clip(frames, cfg, model)
+    shown = CodebookReceiver(model).frames(torch.stack(tx.shown))
+    kinds = [r.kind for r in tx.records]
+    stats = {f"{k}_rate": kinds.count(k) / len(kinds) for k in KINDS}
+    stats["tile_hit_rate"] = sum(r.tiles_hit for r in tx.records) / sum(r.tiles for r in tx.records)
+    return data, shown, {"tau": cfg.tau, "memory_size": tx.memory.size, **stats}
