@@ -269,7 +269,8 @@ def _curves(res: dict, key: str, ylabel: str, title: str, out: Path, name: str) 
     for scheme in SCHEMES:
         sel = sorted((r for r in res["rows"] if r["scheme"] == scheme), key=lambda r: r["snr_db"])
         if sel:
-            label = f"{scheme} ({sel[0]['bits_per_image']:.0f} bits/img)"
+            label = (f"{scheme} ({sel[0]['bits_per_image']:.0f} bits, "
+                     f"{sel[0]['channel_uses_per_image']:.0f} channel uses per image)")
             ax.plot([r["snr_db"] for r in sel], [r[key] for r in sel], styles[scheme], label=label, ms=4)
     ax.set_xlabel("SNR E_s/N_0 (dB), 64-QAM, Rayleigh")
     ax.set_ylabel(ylabel)
