@@ -44,9 +44,10 @@ VERSION = 3
 VARIANT_IDS = {name: i for i, name in enumerate(VARIANTS)}
 _HEADER = struct.Struct(">3sBBB4sIHHH")
 HEADER_SIZE = _HEADER.size + 4
-#: The most frames, and pixels per frame, a stream may declare (a receiver's work is bounded by its file size too).
+#: The most frames, and pixels over all frames, a stream may declare (its payload must then be exactly as long as
+#: the header implies, so a receiver's work is also linear in the file's size).
 MAX_FRAMES = 1 << 16
-MAX_PIXELS = 1 << 24
+MAX_PIXELS = 1 << 28
 
 
 def load_variant(variant: str, weights: str | Path | None = None) -> CodebookVQVAE:
@@ -119,9 +120,9 @@ def parse_header(data: bytes) -> CodebookHeader:
         raise WireFormatError(f"codebook stream declares log2 J = {nbits}, outside 4..12")
     if not 1 <= frames <= MAX_FRAMES:
         raise WireFormatError(f"codebook stream declares {frames} frames, outside 1..{MAX_FRAMES}")
-    if h < 8 or w < 8 or h % 8 or w % 8 or h * w > MAX_PIXELS:
-        raise WireFormatError(f"codebook stream declares a {h}x{w} frame: sides must be multiples of 8, "
-                              f"at most {MAX_PIXELS} pixels")
+    if h < 8 or w < 8 or h % 8 or w % 8 or frames * h * w > MAX_PIXELS:
+        raise WireFormatError(f"codebook stream declares {frames} frames of {h}x{w}: sides must be multiples of "
+                              f"8, at most {MAX_PIXELS} pixels in all")
     if reserved:
         raise WireFormatError(f"codebook stream has reserved field {reserved}, expected 0")
     return CodebookHeader(names[vid], 1 << nbits, wid, frames, h, w)

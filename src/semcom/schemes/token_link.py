@@ -18,8 +18,8 @@ Both ends store what an inter or intra frame decodes to. Everything is range cod
 adaptive counts both ends keep in step: the kind, the rank (:func:`semcom.link.coding.recency_rank`), each
 tile's hit flag, and the tokens (one categorical over the ``J`` codewords).
 
-**Stream (version 4).** A 31-byte header (the version-3 fields, then ``tau`` as float32, ``m_max``, the tile
-side and the full policy) with its CRC-32, the range-coded payload in 32-bit words, and a CRC-32 of the
+**Stream (version 4).** A 26-byte header (the version-3 fields but the reserved one, then ``tau`` as float32,
+``m_max``, the tile side and the full policy) with its CRC-32, the range-coded payload in 32-bit words, and a CRC-32 of the
 payload (:func:`semcom.link.wire.pack_stream`). A receiver decodes exactly the declared frames, each bounded
 by ``(H/8)(W/8)`` tokens, then requires the payload to be exhausted.
 """
@@ -51,8 +51,11 @@ HIT, INTER, INTRA = 0, 1, 2
 KINDS = ("hit", "inter", "intra")
 _HEADER = struct.Struct(">3sBBB4sIHHfHBB")
 HEADER_SIZE = _HEADER.size + 4
+#: The most frames a stream may declare, and pixels over all its frames (as version 2): a receiver's work is at
+#: most ``frames`` range decodes of at most ``(H/8)(W/8)`` tokens and memory writes, plus one synthesis per
+#: *distinct* grid shown (a run of hits costs one), and its output ``3 frames H W`` bytes (<= 768 MiB).
 MAX_FRAMES = 1 << 16
-MAX_PIXELS = 1 << 24
+MAX_PIXELS = 1 << 28
 _POLICIES = ("none", "lru")
 
 
@@ -98,9 +101,9 @@ class TokenHeader:
         if vid >= len(names) or policy >= len(_POLICIES) or not 4 <= nbits <= 12:
             raise WireFormatError(f"token-link stream names variant {vid}, policy {policy}, log2 J {nbits}: "
                                   "not all are known")
-        if not 1 <= frames <= MAX_FRAMES or h * w > MAX_PIXELS:
+        if not 1 <= frames <= MAX_FRAMES or frames * h * w > MAX_PIXELS:
             raise WireFormatError(f"token-link stream declares {frames} frames of {h}x{w}: outside 1.."
-                                  f"{MAX_FRAMES} frames of at most {MAX_PIXELS} pixels")
+                                  f"{MAX_FRAMES} frames of at most {MAX_PIXELS} pixels in all")
         try:
             cfg = validated(TokenLinkConfig, variant=names[vid], tau=tau, m_max=m_max, full_policy=_POLICIES[policy],
                             tile=tile, height=h, width=w)
@@ -308,7 +311,10 @@ def encode_clip(frames: np.ndarray, config: TokenLinkConfig, model) -> tuple[byt
 
 
 def decode_stream(data: bytes, model) -> tuple[np.ndarray, TokenReceiver]:
-    """Decode a whole version-4 stream; returns the frames (T, H, W, 3) uint8 and the receiver."""
+    """Decode a whole version-4 stream; returns the frames (T, H, W, 3) uint8 and the receiver. Each distinct
+    grid is synthesised once (hits repeat grids), so a long run of hits costs one synthesis."""
     rx, header = TokenReceiver.open(data, model)
     grids = torch.stack(list(rx.grids(data, header.frames)))
-    return CodebookReceiver(model).frames(grids), rx
+    distinct, inverse = torch.unique(grids.flatten(1), dim=0, return_inverse=True)
+    frames = CodebookReceiver(model).frames(distinct.view(-1, *grids.shape[1:]))
+    return frames[inverse.numpy()], rx
