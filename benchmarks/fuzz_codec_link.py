@@ -1,10 +1,11 @@
 """Fuzz campaign against the decoders of stream versions 2 (the codec link) and 3 (the codebook scheme), CRCs
 resealed.
 
-    python benchmarks/fuzz_codec_link.py --n 2000 [--target codec|codebook] [--seed 0] [--timeout 20]
+    python benchmarks/fuzz_codec_link.py --n 2000 [--target codec|codebook|tokens] [--seed 0] [--timeout 20]
 
 Seed inputs: ``codec``, valid streams of three regimes at qualities 1, 4 and 8 (memory on, off, a tiny
-memory); ``codebook``, valid version-3 streams of three regimes from two of the four variants.
+memory); ``codebook``, valid version-3 streams of three regimes from two of the four variants; ``tokens``,
+valid version-4 streams (the memory link over the codebook's tokens) at three tau and memory sizes.
 Each input gets one to four random edits (a byte set, a bit flipped, a run of bytes copied from another
 seed, a truncation or an extension), then both CRCs recomputed, so that it reaches the range decoder. It
 is decoded as ``semcom decode`` does (:func:`semcom.schemes.codec_link.decode_stream`, or
@@ -40,8 +41,10 @@ def reseal(data: bytes, target: str = "codec") -> bytes:
     """Recompute the header's and the payload's CRC-32 (as anyone crafting a stream would)."""
     if target == "codec":
         from semcom.schemes.codec_link import HEADER_SIZE
-    else:
+    elif target == "codebook":
         from semcom.schemes.codebook import HEADER_SIZE
+    else:
+        from semcom.schemes.token_link import HEADER_SIZE
 
     if len(data) < HEADER_SIZE + 4:
         return data
@@ -99,7 +102,19 @@ def codebook_target():
     return seeds, decode
 
 
-TARGETS = {"codec": codec_target, "codebook": codebook_target}
+def tokens_target():
+    """Seed streams of the memory link over the codebook's tokens (version 4) and its decoder."""
+    from semcom.schemes.codebook import load_variant
+    from semcom.schemes.token_link import TokenLinkConfig, decode_stream, encode_clip
+    from semcom.sources import regime_clip
+
+    model = load_variant("proposed")
+    seeds = [encode_clip(regime_clip(r, frames=n), TokenLinkConfig(tau=tau, m_max=m), model)[0]
+             for r, n, tau, m in (("static", 12, 1.0, 64), ("cam_shake", 10, 0.75, 3), ("scene_change", 6, 0.5, 8))]
+    return seeds, lambda x: decode_stream(x, model)[0]
+
+
+TARGETS = {"codec": codec_target, "codebook": codebook_target, "tokens": tokens_target}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         counts[kind] += 1
         if kind in ("crashes", "hangs"):
             args.corpus.mkdir(parents=True, exist_ok=True)
-            version = "v2" if args.target == "codec" else "v3"
+            version = {"codec": "v2", "codebook": "v3", "tokens": "v4"}[args.target]
             (args.corpus / f"{version}-{kind}-{hashlib.sha256(x).hexdigest()[:12]}.bin").write_bytes(x)
     print(json.dumps({"target": args.target, "inputs": args.n, "seconds": round(time.perf_counter() - start, 1),
                       **{k: counts.get(k, 0) for k in ("crashes", "hangs", "rejections", "acceptances")},
