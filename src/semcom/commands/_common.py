@@ -147,6 +147,13 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
     p.add_argument("--json", action="store_true", help="print exact JSON instead of tables")
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch threads for the whole command, instead of the measured choice of semcom.threads
+    (1 for per-frame work, torch's own count for large batches). :func:`semcom.cli.main` pins it."""
+    p.add_argument("--threads", type=bounded_int(1, 1024), default=None, metavar="N",
+                   help="torch threads, 1..1024 (default: 1 for per-frame work, the cores for large batches)")
+
+
 def add_fault_args(p: argparse.ArgumentParser) -> None:
     """Protected packets and the faults to inject (docs/faults.md)."""
     g = p.add_argument_group("faults and their repair (protected packets over a faulty link with feedback)")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from semcom.commands._common import out_console, print_json
+from semcom.commands import HELP
+from semcom.commands._common import add_threads_arg, out_console, print_json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="throughput and retrieval time, as ratios to a floor in the same run")
+    p = sub.add_parser("bench", help=HELP["bench"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("-m", "--model", action="append", default=None,
                    help="a zoo model to time beside sphere64 (repeatable; default: every model)")
@@ -15,6 +16,7 @@ def add_parser(sub) -> None:
                    "loss) against the in-process link: frames per second, latency per frame, feedback bits "
                    "(-m: the model, default sphere64)")
     p.add_argument("--json", action="store_true")
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 

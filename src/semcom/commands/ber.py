@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from semcom.commands import HELP
 from semcom.commands._common import out_console, print_json, progress
 from semcom.errors import ConfigError
 
@@ -23,7 +24,7 @@ def _floats(option: str):
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("ber", help="bit and block error rates against Eb/N0 or SNR (Monte Carlo on Sionna)",
+    p = sub.add_parser("ber", help=HELP["ber"],
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--modulation", default="qpsk", choices=["bpsk", "qpsk", "qam16", "qam64"])
     p.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh", "bsc", "mimo"])

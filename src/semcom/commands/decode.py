@@ -4,27 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from semcom.commands._common import out_console, print_json
+from semcom.commands import HELP
+from semcom.commands._common import add_threads_arg, out_console, print_json
 from semcom.errors import ConfigError, SourceError, WireFormatError
-from semcom.models import fingerprint, load_autoencoder
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("decode", help="receiver: stream file -> video file or folder of PNG frames")
+    p = sub.add_parser("decode", help=HELP["decode"])
     p.add_argument("stream", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="a video file (.mp4, .mkv, .avi) or a folder for PNG frames")
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--fps", type=int, default=12)
+    add_threads_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
+    from semcom.threads import frame_work
+
+    with frame_work():  # the receiver's loop is per frame: semcom.threads
+        return _main(args)
+
+
+def _main(args) -> int:
+    import torch
+
     from semcom.link import Receiver
     from semcom.link.wire import HEADER_SIZE
+    from semcom.models import fingerprint, load_autoencoder
+    from semcom.threads import batch_work
 
     if not args.stream.is_file():
         raise SourceError(f"stream file not found: {args.stream}")
@@ -51,7 +61,9 @@ def main(args) -> int:
             rx, lost = prx.rx, sum(z is None for z in latents)
             frames = shown_frames(hold_last(latents), rx, header.config.d)
         else:
-            frames = rx.decode(torch.stack(list(rx.iter_stream(data, header.frames, HEADER_SIZE))))
+            latents = torch.stack(list(rx.iter_stream(data, header.frames, HEADER_SIZE)))
+            with batch_work(len(latents), header.config.height, header.config.width):  # one batch
+                frames = rx.decode(latents)
     except WireFormatError as exc:
         raise WireFormatError(f"{args.stream}: {exc}") from None
     _write(args, frames)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from semcom.commands import HELP
 from semcom.commands._common import (
     add_fault_args,
     add_link_args,
+    add_threads_arg,
     check_no_sphere_flags,
     codec_config,
     fault_configs,
@@ -20,11 +21,10 @@ from semcom.commands._common import (
     progress,
 )
 from semcom.errors import ConfigError, SemcomError
-from semcom.models import fingerprint, load_autoencoder
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("encode", help="transmitter: SOURCE -> stream file")
+    p = sub.add_parser("encode", help=HELP["encode"])
     p.add_argument("source", help="a regime name, a video file or a folder of images")
     p.add_argument("-o", "--output", type=Path, required=True, help="stream file to write")
     p.add_argument("--scheme", default="memory", choices=("memory", "codebook", "codebook-memory"),
@@ -40,15 +40,27 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-loss", action="store_true",
                    help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
+    from semcom.threads import frame_work
+
+    with frame_work():  # the transmitter's loop is per frame: semcom.threads
+        return _main(args)
+
+
+def _main(args) -> int:
+    import torch
+
     from semcom.frames import to_uint8
     from semcom.link import Transmitter
     from semcom.link.wire import pack_stream
     from semcom.metrics import psnr, ssim
+    from semcom.models import fingerprint, load_autoencoder
     from semcom.sources import open_source
+    from semcom.threads import batch_work
 
     if args.frames is not None and args.frames < 1:
         raise ConfigError(f"invalid frames={args.frames}: must be positive")
@@ -79,7 +91,8 @@ def main(args) -> int:
     data = pack_stream(tx.header(len(frames)), writer.getvalue())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)
-    with torch.no_grad():  # what the receiver will decode, to report fidelity at the transmitter
+    # what the receiver will decode, to report fidelity at the transmitter (one batch)
+    with torch.no_grad(), batch_work(len(latents), link.height, link.width):
         decoded = to_uint8(model.decoder(torch.stack(latents)))
     t = len(frames)
     summary = {"source": source.name, "output": str(args.output), "model": "sphere64", "quality": 1,
@@ -114,10 +127,12 @@ def _encode_session(args, model, link, source, protection, faults) -> int:
     """Faults or cues: run the link live (a file has no feedback channel) and write the session file."""
     from semcom.experiments.semantic_link import encode_frames, stream_protected
     from semcom.metrics import psnr, ssim
+    from semcom.threads import batch_work
 
     frames = source.frames
     with progress(len(frames), "encoding", args.json):
-        latents = encode_frames(model, frames)
+        with batch_work(len(frames), link.height, link.width):  # the clip in batches
+            latents = encode_frames(model, frames)
         result = stream_protected(latents, link, model, protection, faults, record=True)
     lost = result.extra.get("frames_lost", 0)
     if 2 * lost > len(frames) and not getattr(args, "allow_loss", False):
@@ -207,6 +222,7 @@ def _encode_codebook(args) -> int:
     from semcom.metrics import ms_ssim, psnr
     from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, load_variant
     from semcom.sources import open_source
+    from semcom.threads import batch_work
 
     memory = args.scheme == "codebook-memory"
     shared = ("tau", "m_max", "full_policy") if memory else ()
@@ -228,15 +244,17 @@ def _encode_codebook(args) -> int:
         if memory:
             data, decoded, extra = _token_link(args, model, source.frames)
         else:
-            data = tx.encode(source.frames)
-            decoded = CodebookReceiver(model).decode(data)
+            with batch_work(len(source), hp["height"], hp["width"]):  # the clip in one batch
+                data = tx.encode(source.frames)
+                decoded = CodebookReceiver(model).decode(data)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)
     frames, t = source.frames, len(source)
-    idx = tx.indices(frames)
+    with batch_work(t, hp["height"], hp["width"]):
+        idx = tx.indices(frames)
     summary = {"source": source.name, "output": str(args.output), "scheme": args.scheme, "variant": hp["variant"],
                "J": model.J, "frames": t, "bytes": len(data), "bits_per_frame_wire": 8 * len(data) / t,
-               "bits_per_frame_indices": model.bits_per_image * hp["height"] * hp["width"] // (64 * 64),
+               "bits_per_frame_indices": model.bits_per_image,
                **model.usage(idx), "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded), **extra}
     if args.json:
         print_json(summary)
@@ -254,6 +272,8 @@ def _encode_codebook(args) -> int:
 
 def _token_link(args, model, frames) -> tuple[bytes, np.ndarray, dict]:
     """The memory link over the token grid: the stream, what the receiver shows, and the link's shares."""
+    import torch
+
     from semcom.config import validated
     from semcom.schemes.codebook import CodebookReceiver
     from semcom.schemes.token_link import KINDS, TokenLinkConfig, encode_clip

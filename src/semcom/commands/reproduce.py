@@ -6,13 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from semcom.commands._common import jsonable, out_console, print_json, progress
+from semcom.commands import HELP
+from semcom.commands._common import add_threads_arg, jsonable, out_console, print_json, progress
 from semcom.errors import ConfigError
-from semcom.models import fingerprint, load_autoencoder
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="regenerate a paper's table or figure (semcom reproduce --list)")
+    p = sub.add_parser("reproduce", help=HELP["reproduce"])
     p.add_argument("name", nargs="?", help="what to reproduce (see --list)")
     p.add_argument("--list", action="store_true", help="list what can be reproduced")
     p.add_argument("--quick", action="store_true", help="a reduced version that keeps every row")
@@ -29,11 +29,13 @@ def add_parser(sub) -> None:
     p.add_argument("--lpips-lin", default=None, metavar="FILE",
                    help="codebook-fig3/fig4: the lpips package's vgg.pth linear weights (default: LPIPS baseline)")
     p.add_argument("--json", action="store_true")
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
     from semcom.experiments.registry import REPRODUCTIONS
+    from semcom.models import load_autoencoder
 
     if args.list or not args.name:
         if args.json:
@@ -82,6 +84,7 @@ def _reproduce(repro, args, model, out: Path) -> dict:
     """Run one reproduction into ``out``; print its tables unless --json; return its results."""
     from semcom.config import validated
     from semcom.experiments.hopfield_common import ReproConfig
+    from semcom.models import fingerprint
     from semcom.report.html import table_html, write_page
     from semcom.report.tables import rows_table
 

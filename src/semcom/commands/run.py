@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
+from semcom.commands import HELP
 from semcom.commands._common import (
     add_fault_args,
     add_link_args,
+    add_threads_arg,
     check_no_sphere_flags,
     codec_config,
     fault_configs,
@@ -22,12 +22,10 @@ from semcom.commands._common import (
 )
 from semcom.config import DEFAULT_TAU, validated
 from semcom.errors import ConfigError
-from semcom.models import fingerprint, load_autoencoder
-from semcom.threads import torch_threads
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="stream the eight regimes through every rule; write a run folder")
+    p = sub.add_parser("run", help=HELP["run"])
     add_link_args(p, multi_rule=True)
     p.add_argument("--regimes", nargs="+", default=None, help="regimes to run (default: all eight)")
     p.add_argument("--b-raw", type=int, default=None, help="B_raw bits per frame (default H*W*3*8)")
@@ -42,16 +40,19 @@ def add_parser(sub) -> None:
                    help="ARQ attempts per packet (with faults: damaged packets a frame may suffer)")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
     add_fault_args(p)
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
     from semcom.experiments.semantic_link import RunConfig, run_semantic_link
+    from semcom.models import fingerprint, load_autoencoder
     from semcom.report.figures import write_figures
     from semcom.report.html import write_report
     from semcom.report.tables import rows_table
     from semcom.report.video import write_side_by_side
     from semcom.sources import REGIMES, SCENARIOS
+    from semcom.threads import frame_threads, torch_threads
 
     regimes = tuple(args.regimes or REGIMES)
     for r in regimes:
@@ -77,14 +78,14 @@ def main(args) -> int:
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    threads = 1 if cfg.channel or cfg.protected else torch.get_num_threads()
+    threads = frame_threads()  # frames one at a time through the link: semcom.threads
     with progress(len(cfg.regimes) * len(cfg.rules), "streaming", args.json) as step, torch_threads(threads):
         results = run_semantic_link(cfg, model, progress=step)
     elapsed = time.perf_counter() - t0
     video = results.pop("video")
     config = {"run": cfg.model_dump(), "weights": str(args.weights or "shipped"),
               "weights_fingerprint": fingerprint(model).hex(), "model": model.hparams}
-    results["meta"] = {"seconds": round(elapsed, 2), "threads": torch.get_num_threads(),
+    results["meta"] = {"seconds": round(elapsed, 2), "threads": threads,
                        "semcom_version": _version()}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=jsonable))
@@ -132,9 +133,11 @@ CODEC_COLUMNS = [("scenario", "scenario", "{}"), ("regime", "regime", "{}"), ("m
 def _run_codec(args, regimes) -> int:
     """The regimes through the codec link of a spatial model, memory on and off (semcom.experiments.codec_run)."""
     from semcom.experiments.codec_run import figure_frames, run_codec_link
+    from semcom.models import fingerprint
     from semcom.models.zoo import load_model
     from semcom.report.html import table_html, write_page
     from semcom.report.tables import rows_table
+    from semcom.threads import frame_work
 
     check_no_sphere_flags(args, {"b_raw": None, "omega": 1.0, "no_video": False})
     protection, faults = fault_configs(args)
@@ -146,7 +149,7 @@ def _run_codec(args, regimes) -> int:
     out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with progress(len(regimes), "streaming", args.json) as step, torch_threads(1):
+    with progress(len(regimes), "streaming", args.json) as step, frame_work():
         res = run_codec_link(regimes, link, model, args.seed, args.frames, progress=lambda r: step(r))
     elapsed = time.perf_counter() - t0
     decoded = res.pop("decoded")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from semcom.commands import HELP
 from semcom.commands._common import (
     add_link_args,
+    add_threads_arg,
     check_no_sphere_flags,
     codec_config,
     link_config,
@@ -26,7 +28,7 @@ _ROWS = ("session", "transport", "frames", "bytes", "bits_per_frame_wire", "payl
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("send", help="live transmitter: SOURCE -> `semcom serve` over TCP or UDP, with feedback")
+    p = sub.add_parser("send", help=HELP["send"])
     p.add_argument("source", help="a regime name, a video file or a folder of images")
     p.add_argument("--to", required=True, metavar="HOST:PORT", help="the server's address")
     p.add_argument("--transport", default="tcp", choices=["tcp", "udp"])
@@ -49,6 +51,7 @@ def add_parser(sub) -> None:
                    help="session state file: resume the session it names if it exists; written at the end")
     p.add_argument("--record", type=Path, default=None,
                    help="write the frames the receiver shows, as this end computes them, to this folder (PNG)")
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 
@@ -121,9 +124,9 @@ def main(args) -> int:
                               "(model, quality, tau, m_max ...)")
     source = open_source(args.source, height=height, width=width, frames=args.frames, seed=args.seed)
     config = SendConfig(host, port, args.transport, key, args.encrypt, args.timeout)
-    from semcom.threads import torch_threads
+    from semcom.threads import frame_work
 
-    with torch_threads(1):  # per-frame work: one thread is faster on small frames and leaves a core to the server
+    with frame_work():  # per-frame work: one thread is faster on small frames and leaves a core to the server
         record = _recorder(args.record, sender) if args.record is not None else None
         result = asyncio.run(_until_stopped(send_frames(config, sender, source.frames, state=state,
                                                         state_path=args.state, fps=args.fps, on_frame=record)))

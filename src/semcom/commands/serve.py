@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from semcom.commands._common import bounded_int
+from semcom.commands import HELP
+from semcom.commands._common import add_threads_arg, bounded_int
 from semcom.errors import ConfigError
 
 
@@ -49,7 +50,7 @@ def add_key_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve", help="live receiver: sessions of `semcom send` over TCP or UDP, frames to OUTDIR")
+    p = sub.add_parser("serve", help=HELP["serve"])
     p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to listen on (port 0: any free)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder of the sessions' frames and session.json")
     p.add_argument("--transport", default="tcp", choices=["tcp", "udp"])
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
     p.add_argument("--http", type=bounded_int(0, 65535), default=None, metavar="PORT",
                    help="serve a live page of the sessions on this port (0: any free)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    add_threads_arg(p)
     p.set_defaults(main=main)
 
 
@@ -78,9 +80,9 @@ def main(args) -> int:
     key = read_key_file(args.key_file) if args.key_file is not None else None
     config = ServeConfig(host, port, args.output, args.transport, key, args.encrypt, args.max_sessions,
                          args.max_packet_bytes, args.max_memory, args.idle_timeout)
-    from semcom.threads import torch_threads
+    from semcom.threads import frame_work
 
-    with torch_threads(1):  # sessions decode on worker threads in parallel; one torch thread each
+    with frame_work():  # sessions decode frame by frame on worker threads in parallel; one torch thread each
         return asyncio.run(_serve(config, args.http, args.json))
 
 

@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from semcom.commands import HELP
 from semcom.commands._common import add_model_args, jsonable, model_kind, out_console, print_json, progress
 from semcom.config import validated
 from semcom.errors import ConfigError
-from semcom.models import fingerprint
 
 ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae", "codebook")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train the autoencoder (default config reproduces the shipped weights), "
-                       "or run Algorithm 1 / the beta-VAE, or train the codebook paper's VQ-VAE")
+    p = sub.add_parser("train", help=HELP["train"])
     p.add_argument("--algorithm", choices=ALGORITHMS, default="autoencoder",
                    help="autoencoder: plain MSE training (default); algorithm1: the Hopfield paper's Algorithm 1, "
                    "Lagrangian (7); beta-vae: the beta-VAE encoder variant; codebook: the grounded codebook "
@@ -133,6 +132,8 @@ def main(args) -> int:
     algorithm = "rate-distortion" if spatial and args.algorithm != "codebook" else args.algorithm
     model_name = "codebook" if algorithm == "codebook" else args.model
     summary = {"algorithm": algorithm, "model": model_name, "output": str(extra.pop("path"))} | summary
+    from semcom.models import fingerprint
+
     summary |= {"seconds": round(time.perf_counter() - t0, 1), "fingerprint": fingerprint(model).hex()}
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

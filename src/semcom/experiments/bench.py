@@ -1,7 +1,8 @@
 """CPU micro-benchmarks: autoencoder and link throughput, memory retrieval against ``M`` (``semcom bench``).
 
 Everything runs on the CPU, in one process, with the thread count torch
-already has (``torch.get_num_threads()`` is reported, never changed).
+already has (``torch.get_num_threads()`` is reported; only the side-by-side
+below changes it, and puts it back).
 
 Throughput (frames per second)
     * ``encode`` / ``decode``: the autoencoder's ``f_theta`` / ``g_phi`` on
@@ -26,6 +27,23 @@ Retrieval (seconds per call against the memory size ``M``)
     with its *floor*: the single product every op has to do at least once,
     ``prototypes @ z`` (M, d) x (d,) for the one-query ops and
     ``Q @ prototypes.T`` (64, d) x (d, M) for the batch.
+
+Threads (``threads_per_frame``)
+    The per-frame loop at 1 and 2 torch threads side by side
+    (:func:`semcom.threads.torch_threads` around each timed call, the two
+    counts interleaved): the sphere64 memory link, frame to bytes at the
+    transmitter (encode + decide) and bytes to frame at the receiver
+    (decode), ``hopfield.decide`` at ``M`` = 1000, and (not ``quick``) the
+    codec link of every other model asked for. ``ratio`` is fps(2) / fps(1):
+    below 1, the second thread slows the loop down (docs/benchmarks.md,
+    "Threads").
+
+Start-up (``startup``, :func:`startup_times`)
+    Seconds of fresh ``python`` processes (``subprocess``, median of a few
+    runs): ``python -c pass``, ``python -c "import torch"``,
+    ``semcom --help`` and ``semcom decode`` of a 4-frame sphere64 stream to a
+    folder, each also as a ratio to ``python -c pass`` and to
+    ``import torch``.
 
 Timing (:func:`time_interleaved`, ``time.perf_counter``): each op is warmed up
 once, then called in blocks of ``number`` calls (``number`` chosen so a block
@@ -304,9 +322,116 @@ def _zoo_throughput(models: Sequence[str], quality: int | None, frames: int, bud
              "ratio_to_sphere64": fps[f"{n}|{w}"] / fps[f"sphere64|{w}"]} for n in names for w in ("encode", "decode")]
 
 
+def _build_loops(loops: dict, models: Sequence[str], quality: int | None, clip: np.ndarray) -> None:
+    """The sphere64 link and the codec link of each of ``models``, frame -> bytes and bytes -> frame, into
+    ``loops`` (name -> (function, frames per call))."""
+    from semcom.models.zoo import check_quality, entry, load_model
+    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
+
+    for name in dict.fromkeys(["sphere64", *models]):
+        model = load_model(name)
+        if entry(name).kind == "sphere":
+            def enc(model=model) -> list[bytes]:
+                tx = Transmitter(LinkConfig(tau=0.98), model.encoder)
+                return [tx.send(f) for f in clip]
+
+            packets = enc()
+
+            def dec(model=model, packets=packets) -> None:
+                rx = Receiver(LinkConfig(tau=0.98), model.decoder)
+                for pk in packets:
+                    rx.receive(pk)
+        else:
+            cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
+
+            def enc(model=model, cfg=cfg) -> bytes:
+                return encode_clip(clip, cfg, model)[0]
+
+            data = enc()
+
+            def dec(model=model, data=data) -> None:
+                decode_stream(data, model)
+        loops[f"{name} link: frame -> bytes"] = (enc, len(clip))
+        loops[f"{name} link: bytes -> frame"] = (dec, len(clip))
+
+
+def _thread_loops(models: Sequence[str], quality: int | None, frames: int, counts: Sequence[int], budget_s: float,
+                  min_repeats: int, max_repeats: int) -> list[dict]:
+    """Frames per second of the per-frame loops at each thread count in ``counts``, side by side (module
+    docstring, "Threads")."""
+    from semcom.sources import regime_clip
+    from semcom.threads import torch_threads
+
+    clip = regime_clip("cam_shake", frames=frames)
+    loops: dict[str, tuple[Callable[[], object], int]] = {}
+    with torch_threads(1, exact=True):  # the set-up (a first stream per model) on the faster count
+        _build_loops(loops, models, quality, clip)
+    mem, rule = filled_memory(1000, 64), HopfieldRule(TAU, BETA, TOP_K)
+    z = random_unit(1, 64, torch.Generator().manual_seed(2))[0]
+    loops[f"hopfield.decide(top_k={TOP_K}), M=1000"] = (lambda: rule.decide(z, mem), 1)
+
+    def at(n: int, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            with torch_threads(n, exact=True):
+                fn()
+        return run
+
+    fns = {f"{what}|{n}": at(n, fn) for what, (fn, _) in loops.items() for n in counts}
+    samples = time_interleaved(fns, None, min_block_s=0.0, budget_s=budget_s, min_repeats=min_repeats,
+                               max_repeats=max_repeats)
+    rows = []
+    for what, (_, per_call) in loops.items():
+        fps = {n: per_call / statistics.median(samples[f"{what}|{n}"]) for n in counts}
+        rows.append({"what": what, "frames": per_call, **{f"fps_{n}": fps[n] for n in counts},
+                     "ratio": fps[counts[-1]] / fps[counts[0]],
+                     "samples": min(len(samples[f"{what}|{n}"]) for n in counts)})
+    return rows
+
+
+def startup_times(repeats: int = 3) -> dict:
+    """Seconds to start fresh processes (median of ``repeats`` runs each): ``python -c pass``, ``import torch``,
+    ``semcom --help`` and ``semcom decode`` of a small sphere64 stream, with their ratios (module docstring)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from semcom.link.wire import pack_stream
+    from semcom.models.weights import fingerprint
+    from semcom.sources import regime_clip
+
+    model, weights = bench_model()
+    tx = Transmitter(LinkConfig(tau=0.98), model.encoder, fingerprint(model))
+    writer = tx.stream_writer()
+    clip = regime_clip("cam_shake", frames=4)
+    for frame in clip:
+        tx.send_to_stream(tx.encode(frame)[0], writer)
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = Path(tmp) / "clip.semcom"
+        stream.write_bytes(pack_stream(tx.header(len(clip)), writer.getvalue()))
+        commands = {"python -c pass": [py, "-c", "pass"], "python -c 'import torch'": [py, "-c", "import torch"],
+                    "semcom --help": [py, "-m", "semcom.cli", "--help"],
+                    "semcom decode (4 frames)": [py, "-m", "semcom.cli", "decode", str(stream), "-o",
+                                                 str(Path(tmp) / "frames")]}
+        if weights != "shipped":  # the stream names weights the command would not find
+            del commands["semcom decode (4 frames)"]
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        for _ in range(max(1, repeats)):
+            for name, cmd in commands.items():  # interleaved, so a background load hits all alike
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - t0)
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    base, torch_s = seconds["python -c pass"], seconds["python -c 'import torch'"]
+    return {"repeats": max(1, repeats), "rows": [
+        {"what": k, "seconds": s, "beyond_python_s": s - base, "ratio_to_python": s / base,
+         "ratio_to_import_torch": s / torch_s} for k, s in seconds.items()]}
+
+
 def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 256, repeats: int | None = None,
               quick: bool = False, seed: int = 0, models: Sequence[str] = ("hyperprior",),
-              quality: int | None = None) -> dict:
+              quality: int | None = None, thread_counts: Sequence[int] = (1, 2), startup: bool = True) -> dict:
     """Run the CPU benchmark; returns a JSON-serialisable dict (see the module docstring).
 
     ``repeats`` is the number of timed blocks (samples) per op; the default,
@@ -330,6 +455,8 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
                                        min_repeats=min_repeats, max_repeats=max_repeats)
     zoo = _zoo_throughput(models, quality, 16 if quick else 48, budget_s=3.0 if quick else 20.0,
                           min_repeats=min_repeats, max_repeats=max_repeats)
+    threads = _thread_loops([] if quick else models, quality, 8 if quick else 16, tuple(thread_counts),
+                            budget_s=3.0 if quick else 20.0, min_repeats=min_repeats, max_repeats=max_repeats)
     retrieval: list[dict] = []
     for m in sizes:
         retrieval += _retrieval(int(m), d, repeats, min_block_s, budget_s=2.5 if quick else 20.0,
@@ -345,6 +472,8 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
         "throughput": throughput,
         "batching": batching,
         "models": zoo,
+        "threads_per_frame": threads,
+        "startup": startup_times(1 if quick else 5) if startup else None,
         "retrieval": retrieval,
     }
 
@@ -393,4 +522,24 @@ def format_bench(result: dict) -> list:
         prev = r["M"]
         t3.add_row(f"{r['M']:,}", str(r["d"]), escape(r["op"]), _fmt_s(r["seconds"]), _fmt_s(r["floor_seconds"]),
                    r.get("floor", ""), f"{r['ratio_to_floor']:.1f}x", str(r.get("samples", "")))
-    return [t1, t2, t4, t3]
+    tables = [t1, t2, t4]
+    rows = result.get("threads_per_frame") or []
+    if rows:
+        counts = [int(k[4:]) for k in rows[0] if k.startswith("fps_")]
+        t5 = Table(title=f"The per-frame loop at {' and '.join(map(str, counts))} torch threads "
+                         f"(fps; ratio = fps at {counts[-1]} / fps at {counts[0]})")
+        for c in ("what", *(f"{n} thread{'s' * (n > 1)}" for n in counts), "ratio", "n"):
+            t5.add_column(c, justify="left" if c == "what" else "right")
+        for r in rows:
+            t5.add_row(escape(r["what"]), *(f"{r[f'fps_{n}']:,.0f}" for n in counts), f"{r['ratio']:.2f}x",
+                       str(r["samples"]))
+        tables.append(t5)
+    if result.get("startup"):
+        t6 = Table(title=f"Start-up of a fresh process (median of {result['startup']['repeats']})")
+        for c in ("command", "seconds", "beyond python", "/ python -c pass", "/ import torch"):
+            t6.add_column(c, justify="left" if c == "command" else "right")
+        for r in result["startup"]["rows"]:
+            t6.add_row(escape(r["what"]), f"{r['seconds']:.3f}", f"{r['beyond_python_s']:.3f}",
+                       f"{r['ratio_to_python']:.1f}x", f"{r['ratio_to_import_torch']:.2f}x")
+        tables.append(t6)
+    return [*tables, t3]

@@ -8,16 +8,48 @@ CRC, erasures, channel-use accounting), the closed forms it is tested against
 ``semcom ber``. LLRs follow Sionna: ``log P(b=1)/P(b=0)``. See ``docs/phy.md``.
 """
 
-from semcom.phy.ber import BerPoint, plot_ber, simulate_ber
-from semcom.phy.channels import AWGNChannel, BSCChannel, MIMOChannel, RayleighChannel
-from semcom.phy.coding import CRC, LDPCCode, Uncoded, make_code, parse_code
-from semcom.phy.config import PhyConfig
-from semcom.phy.differentiable import DifferentiableChannel, straight_through_bits
-from semcom.phy.link import DigitalLink, LinkResult, PhyChain
-from semcom.phy.modulation import MODULATIONS, Modulation, bits_per_symbol
+#: Where each exported name lives: loaded on first use, so that one block does not import them all (matplotlib).
+_EXPORTS = {
+    "BerPoint": "semcom.phy.ber",
+    "plot_ber": "semcom.phy.ber",
+    "simulate_ber": "semcom.phy.ber",
+    "AWGNChannel": "semcom.phy.channels",
+    "BSCChannel": "semcom.phy.channels",
+    "MIMOChannel": "semcom.phy.channels",
+    "RayleighChannel": "semcom.phy.channels",
+    "CRC": "semcom.phy.coding",
+    "LDPCCode": "semcom.phy.coding",
+    "Uncoded": "semcom.phy.coding",
+    "make_code": "semcom.phy.coding",
+    "parse_code": "semcom.phy.coding",
+    "PhyConfig": "semcom.phy.config",
+    "DifferentiableChannel": "semcom.phy.differentiable",
+    "straight_through_bits": "semcom.phy.differentiable",
+    "DigitalLink": "semcom.phy.link",
+    "LinkResult": "semcom.phy.link",
+    "PhyChain": "semcom.phy.link",
+    "MODULATIONS": "semcom.phy.modulation",
+    "Modulation": "semcom.phy.modulation",
+    "bits_per_symbol": "semcom.phy.modulation",
+}
 
 __all__ = [
     "AWGNChannel", "BSCChannel", "BerPoint", "CRC", "DifferentiableChannel", "DigitalLink", "LDPCCode",
     "LinkResult", "MIMOChannel", "MODULATIONS", "Modulation", "PhyChain", "PhyConfig", "RayleighChannel",
     "Uncoded", "bits_per_symbol", "make_code", "parse_code", "plot_ber", "simulate_ber", "straight_through_bits",
 ]
+
+
+def __getattr__(name: str):
+    """Load a name's sub-module on first use (PEP 562), so that importing one sub-module does not import all."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

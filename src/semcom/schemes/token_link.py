@@ -19,9 +19,9 @@ adaptive counts both ends keep in step: the kind, the rank (:func:`semcom.link.c
 tile's hit flag, and the tokens (one categorical over the ``J`` codewords).
 
 **Stream (version 4).** A 26-byte header (the version-3 fields but the reserved one, then ``tau`` as float32,
-``m_max``, the tile side and the full policy) with its CRC-32, the range-coded payload in 32-bit words, and a CRC-32 of the
-payload (:func:`semcom.link.wire.pack_stream`). A receiver decodes exactly the declared frames, each bounded
-by ``(H/8)(W/8)`` tokens, then requires the payload to be exhausted.
+``m_max``, the tile side and the full policy) with its CRC-32, the range-coded payload in 32-bit words, and
+a CRC-32 of the payload (:func:`semcom.link.wire.pack_stream`). A receiver decodes exactly the declared
+frames, each bounded by ``(H/8)(W/8)`` tokens, then requires the payload to be exhausted.
 """
 
 from __future__ import annotations
