@@ -32,11 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("source", help="a regime name, a video file or a folder of images")
     p.add_argument("--to", required=True, metavar="HOST:PORT", help="the server's address")
     p.add_argument("--transport", default="tcp", choices=["tcp", "udp"])
-    p.add_argument("--scheme", default="memory", choices=("memory", "codebook-memory"),
-                   help="memory: the memory link over -m MODEL (default); codebook-memory: the memory link over "
+    p.add_argument("--scheme", default="memory", choices=("memory", "codebook", "codebook-memory"),
+                   help="memory: the memory link over -m MODEL (default); codebook: the codebook paper's index labels; "
+                   "codebook-memory: the memory link over "
                    "the codebook paper's token grid (--variant; --tau default 1, --m-max, --full-policy)")
     p.add_argument("--variant", default=None,
-                   help="--scheme codebook-memory: vqvae, vqvae+entropy, vqvae+channel or proposed (default)")
+                   help="--scheme codebook(-memory): vqvae, vqvae+entropy, vqvae+channel or proposed (default)")
     add_link_args(p, multi_rule=False)
     g = p.add_argument_group("the sphere64 link's protected packets (semcom.link.session)")
     g.add_argument("--cue-bits", type=int, default=0, help="SimHash cue bits with every hit (the paper: 32)")
@@ -64,10 +65,10 @@ def sender_for(args):
     from semcom.config import ProtectionConfig, validated
     from semcom.live.schemes import SphereSender, codec_sender
 
-    if args.scheme == "codebook-memory":
+    if args.scheme in ("codebook", "codebook-memory"):
         return _token_sender(args)
     if args.variant is not None:
-        raise ConfigError("--variant applies to --scheme codebook-memory")
+        raise ConfigError("--variant applies to --scheme codebook or codebook-memory")
     if model_kind(args) == "spatial":
         from semcom.models.zoo import load_model
 
@@ -87,18 +88,23 @@ def sender_for(args):
 
 
 def _token_sender(args):
-    """The memory link over the codebook paper's token grid (semcom.schemes.token_link)."""
+    """The codebook paper's scheme: index labels alone (--scheme codebook, semcom.schemes.codebook), or the memory
+    link over its token grid (--scheme codebook-memory, semcom.schemes.token_link)."""
     from semcom.config import validated
-    from semcom.live.schemes import token_sender
+    from semcom.live.schemes import LabelSender, token_sender
     from semcom.models.zoo import DEFAULT_MODEL
     from semcom.schemes.codebook import load_variant
     from semcom.schemes.token_link import TokenLinkConfig
 
     if args.model != DEFAULT_MODEL or args.quality is not None:
-        raise ConfigError("-m/--model and -q/--quality apply to --scheme memory, not to --scheme codebook-memory")
+        raise ConfigError(f"-m/--model and -q/--quality apply to --scheme memory, not to --scheme {args.scheme}")
     check_no_sphere_flags(args, _PROTECTION)
     model = load_variant(args.variant or "proposed", args.weights)
     hp = model.hparams
+    if args.scheme == "codebook":
+        if args.tau is not None or args.m_max != 256 or args.full_policy != "lru":
+            raise ConfigError("--tau, --m-max and --full-policy apply to --scheme codebook-memory, not to codebook")
+        return LabelSender(model), hp["height"], hp["width"]
     cfg = validated(TokenLinkConfig, variant=hp["variant"], tau=1.0 if args.tau is None else args.tau,
                     m_max=args.m_max, full_policy=args.full_policy, height=hp["height"], width=hp["width"])
     return token_sender(model, cfg), cfg.height, cfg.width

@@ -19,6 +19,7 @@ is decoded.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -454,3 +455,106 @@ def token_session(header: bytes, hello: dict, model) -> RangeCodedSession:
 
     rx, h = TokenReceiver.open(header, model)
     return RangeCodedSession(rx, f"codebook-memory:{h.config.variant}", _TOKEN_COUNTS, KINDS, _token_frames(model))
+
+
+# -- the codebook alone (stream version 3): index labels, acknowledged -----------------------------------------
+
+
+class LabelSender:
+    """The transmitter of the codebook scheme (:mod:`semcom.schemes.codebook`): each frame's index labels as
+    one packet, acknowledged. It holds no memory (an empty one, so that digests and state files work as for
+    the other schemes); a session is only its frame counter."""
+
+    def __init__(self, model):
+        from semcom.schemes.codebook import CodebookHeader, CodebookReceiver, CodebookTransmitter
+
+        self.tx, self.rx = CodebookTransmitter(model), CodebookReceiver(model)
+        hp = model.hparams
+        self._header = CodebookHeader(hp["variant"], model.J, self.tx.weights_id, 1, hp["height"],
+                                      hp["width"]).pack()
+        self.scheme = f"codebook:{hp['variant']}"
+        self.memory = PrototypeMemory(1, 1)
+        self.t = 0
+        self.in_flight = False
+
+    def header(self, frames: int = 0) -> bytes:
+        return self._header
+
+    def hello(self) -> dict:
+        return {}
+
+    def digest(self) -> str:
+        return state_digest(self.memory, self.t)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return memory_state(self.memory) | {"t": np.array(self.t)}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        self.in_flight = False
+
+    def pending_state(self) -> dict[str, np.ndarray] | None:
+        return memory_state(self.memory) | {"t": np.array(self.t + 1)} if self.in_flight else None
+
+    def payload(self, frame: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """One frame's labels, packed (``H/8 W/8 log2 J`` bits), and what the receiver shows."""
+        from semcom.schemes.codebook import indices_to_bits
+
+        idx = self.tx.indices(frame[None])
+        return np.packbits(indices_to_bits(idx, self.tx.model.J)).tobytes(), self.rx.frames(idx)[0]
+
+    async def send_frame(self, frame: np.ndarray, exchange: Exchange) -> Shown:
+        t = self.t
+        data, shown = self.payload(frame)
+        self.in_flight = True
+        reply = feedback.decode(await exchange(t, data), 0)
+        if not reply.feedback.ack:
+            raise SemcomError(f"frame {t}: the receiver did not acknowledge it")
+        self.in_flight = False
+        self.t += 1
+        return Shown(shown, "labels", 1, 0, reply.feedback.bits)
+
+
+class LabelSession:
+    """The receiver of the codebook scheme for one session: a packet of exactly one frame's labels decodes to
+    that frame; anything else is refused and changes nothing."""
+
+    def __init__(self, header: bytes, model):
+        from semcom.errors import WeightsError
+        from semcom.schemes.codebook import CodebookReceiver, parse_header
+
+        h = parse_header(header)
+        self.rx = CodebookReceiver(model)
+        if h.variant != model.hparams["variant"] or h.J != model.J or h.weights_id != self.rx.weights_id:
+            raise WeightsError(f"stream is for {h.variant} J={h.J} weights {h.weights_id.hex()}; this server holds "
+                               f"{model.hparams['variant']} J={model.J} weights {self.rx.weights_id.hex()}")
+        self.grid = (h.height // 8, h.width // 8)
+        self.nbits = h.indices_per_frame * int(math.log2(h.J))
+        self.scheme = f"codebook:{h.variant}"
+        self.memory = PrototypeMemory(1, 1)
+        self.t = 0
+
+    def digest(self) -> str:
+        return state_digest(self.memory, self.t)
+
+    def resumed(self) -> None:
+        pass
+
+    def on_data(self, t: int, packet: bytes) -> tuple[bytes, Decoded]:
+        from semcom.link.session import Feedback
+        from semcom.schemes.codebook import bits_to_indices
+
+        if t != self.t:
+            raise PacketError(f"packet for frame {t}, the receiver is at frame {self.t}")
+        if len(packet) != -(-self.nbits // 8):
+            raise PacketError(f"payload of {len(packet)} bytes, one frame's labels are {-(-self.nbits // 8)}")
+        bits = np.unpackbits(np.frombuffer(packet, np.uint8))[: self.nbits]
+        idx = torch.from_numpy(bits_to_indices(bits, self.rx.model.J).reshape(1, *self.grid))
+        frame = self.rx.frames(idx)[0]
+        self.t += 1
+        return feedback.encode(Feedback(1, ack=True)), Decoded(t, frame, "labels", 0, 0, 1)
+
+
+def label_session(header: bytes, hello: dict, model) -> LabelSession:
+    """The receiver of the codebook scheme for one session."""
+    return LabelSession(header, model)

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from semcom.errors import SemcomError
 
-from .schemes import Decoded, RangeCodedSession, SphereSession, codec_session, memory_bytes, token_session
+from .schemes import (
+    Decoded,
+    RangeCodedSession,
+    SphereSession,
+    codec_session,
+    label_session,
+    memory_bytes,
+    token_session,
+)
 
 #: Ended sessions the server still shows on its page.
 MAX_ENDED = 16
@@ -92,8 +100,8 @@ MAX_FRAME_PIXELS = 512 * 512
 
 
 def open_endpoint(header: bytes, hello: dict, models: ModelCache, max_memory: int):
-    """The receiver a ``HELLO`` asks for, from its stream header (version 1: sphere64, 2: the codec link, 4: the
-    memory link over the codebook's token grid; version 3, the codebook alone, has no memory and no feedback).
+    """The receiver a ``HELLO`` asks for, from its stream header (version 1: sphere64, 2: the codec link, 3: the
+    codebook alone, index labels acknowledged; 4: the memory link over the codebook's token grid).
 
     The frame size and the memory the header declares are checked against :data:`MAX_FRAME_PIXELS` and
     ``max_memory`` before anything of that size is allocated."""
@@ -109,6 +117,15 @@ def open_endpoint(header: bytes, hello: dict, models: ModelCache, max_memory: in
         cfg = CodecHeader.from_bytes(header).config
         model = models.get(cfg.model)
         d, make = model.hparams["c"] * (cfg.height // 8) * (cfg.width // 8), lambda: codec_session(header, hello, model)
+    elif version == 3:
+        from types import SimpleNamespace
+
+        from semcom.schemes.codebook import parse_header
+
+        h = parse_header(header)
+        cfg = SimpleNamespace(height=h.height, width=h.width, m_max=1)
+        model = models.get(f"codebook:{h.variant}")
+        d, make = 1, lambda: label_session(header, hello, model)
     elif version == 4:
         from semcom.schemes.token_link import TokenHeader
 
