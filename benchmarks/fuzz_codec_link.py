@@ -23,7 +23,6 @@ import hashlib
 import json
 import signal
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +38,15 @@ def _alarm(signum, frame):
 
 def reseal(data: bytes, target: str = "codec") -> bytes:
     """Recompute the header's and the payload's CRC-32 (as anyone crafting a stream would)."""
+    from semcom.link.fuzzing import reseal_framed
+
     if target == "codec":
         from semcom.schemes.codec_link import HEADER_SIZE
     elif target == "codebook":
         from semcom.schemes.codebook import HEADER_SIZE
     else:
         from semcom.schemes.token_link import HEADER_SIZE
-
-    if len(data) < HEADER_SIZE + 4:
-        return data
-    body, payload = data[: HEADER_SIZE - 4], data[HEADER_SIZE:-4]
-    return body + zlib.crc32(body).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+    return reseal_framed(data, HEADER_SIZE)
 
 
 def mutate(data: bytes, rng: np.random.Generator, other: bytes, target: str = "codec") -> bytes:

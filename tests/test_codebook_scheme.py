@@ -315,22 +315,9 @@ def test_resealed_mutations_give_frames_or_semcom_errors(proposed, label_stream,
     """Edits that keep both CRCs valid (as a crafted file would) reach the receiver: frames of the declared
     shape, or the project's own error."""
     from semcom.errors import SemcomError
+    from semcom.link.fuzzing import edit, reseal_framed
 
-    x = bytearray(label_stream)
-    for pos, value, op in edits:
-        if not x:
-            break
-        pos %= len(x)
-        if op == 0:
-            x[pos] = value
-        elif op == 1:
-            del x[pos:]
-        elif op == 2:
-            x += bytes([value]) * (pos % 9 + 1)
-        else:
-            x[pos] ^= 1 << (value % 8)
-    body, payload = bytes(x[:HEADER_SIZE - 4]), bytes(x[HEADER_SIZE:-4])
-    x = body + struct.pack(">I", zlib.crc32(body)) + payload + struct.pack(">I", zlib.crc32(payload))
+    x = reseal_framed(edit(label_stream, edits), HEADER_SIZE)
     try:
         header = parse_header(x)
         out = CodebookReceiver(proposed).decode(x)

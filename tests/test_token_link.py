@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,21 +78,9 @@ def token_stream(model, clip):
 @settings(max_examples=120, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.integers(0, 3)), min_size=1, max_size=4))
 def test_resealed_mutations_give_frames_or_semcom_errors(model, token_stream, edits):
-    x = bytearray(token_stream)
-    for pos, value, op in edits:
-        if not x:
-            break
-        pos %= len(x)
-        if op == 0:
-            x[pos] = value
-        elif op == 1:
-            del x[pos:]
-        elif op == 2:
-            x += bytes([value]) * (pos % 9 + 1)
-        else:
-            x[pos] ^= 1 << (value % 8)
-    body, payload = bytes(x[:HEADER_SIZE - 4]), bytes(x[HEADER_SIZE:-4])
-    x = body + struct.pack(">I", zlib.crc32(body)) + payload + struct.pack(">I", zlib.crc32(payload))
+    from semcom.link.fuzzing import edit, reseal_framed
+
+    x = reseal_framed(edit(token_stream, edits), HEADER_SIZE)
     try:
         header = TokenHeader.from_bytes(x)
         frames, _ = decode_stream(x, model)
@@ -119,13 +105,13 @@ def test_through_the_cli(tmp_path):
 def test_corpus_replays_as_frames_or_semcom_errors(path):
     """Every version-4 input that ever crashed or hung (benchmarks/fuzz_codec_link.py --target tokens), with the
     weights fingerprint set to the shipped weights' and the CRCs resealed so that it still reaches the decoder."""
+    from semcom.link.fuzzing import reseal_framed
     from semcom.models.weights import fingerprint
 
     model = load_variant("proposed")
     data = bytearray(path.read_bytes())
     data[6:10] = fingerprint(model)
-    body = bytes(data[:HEADER_SIZE - 4])
-    data = body + struct.pack(">I", zlib.crc32(body)) + bytes(data[HEADER_SIZE:])
+    data = reseal_framed(bytes(data), HEADER_SIZE)
     try:
         header = TokenHeader.from_bytes(data)
         frames, _ = decode_stream(data, model)

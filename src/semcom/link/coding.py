@@ -98,6 +98,36 @@ class FixedReader:
 EXHAUSTED_BITS = 96.0
 
 
+def range_decoded(data: bytes, header_size: int, count: int, receive):
+    """The frames of a stream whose payload is one constriction range coder's 32-bit words (the codec and
+    token links): the payload's CRC-32 checked, then ``receive(decoder)`` for each of ``count`` frames (a
+    :class:`WireFormatError` is prefixed with the frame number), then the decoder must be exhausted."""
+    import constriction
+
+    from semcom.link.wire import stream_payload
+
+    payload = stream_payload(data, header_size)
+    if len(payload) % 4:
+        raise WireFormatError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, ">u4").astype(np.uint32))
+    for t in range(count):
+        try:
+            yield receive(decoder)
+        except WireFormatError as exc:
+            raise WireFormatError(f"frame {t}: {exc}") from None
+    if not decoder.maybe_exhausted():
+        raise WireFormatError("unexpected data after the last frame")
+
+
+def decode_symbols(decoder, model, n: int = 1) -> np.ndarray:
+    """``n`` symbols from a constriction range ``decoder`` under ``model`` (int64); data that do not decode are a
+    :class:`WireFormatError`."""
+    try:
+        return np.asarray(decoder.decode(model, n), dtype=np.int64)
+    except (AssertionError, ValueError, RuntimeError) as exc:
+        raise WireFormatError(f"range-coded symbol does not decode: {exc}") from None
+
+
 def categorical(counts: np.ndarray):
     """constriction's categorical model with probabilities proportional to adaptive ``counts``."""
     import constriction

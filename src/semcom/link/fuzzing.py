@@ -9,7 +9,8 @@ most the number of frames the stream's own limits allow (see
 share what is here:
 
 * :func:`reseal` recomputes the header CRC-32, the session block's CRC-32 and the
-  trailing CRC-32 of the payload (or session record), so mutations reach the decoders;
+  trailing CRC-32 of the payload (or session record), so mutations reach the decoders
+  (:func:`reseal_framed` does the same for stream versions 2-4, :func:`edit` applies drawn edits);
 * :func:`mutate` applies one to three random edits: bit flips (anywhere, or in the
   payload), bytes overwritten, inserted or deleted, truncation, appended bytes,
   header fields set to boundary values (``frames``, ``d``, ``m_max``, height, width,
@@ -78,6 +79,35 @@ def reseal(data: bytes) -> bytes:
     if len(out) >= start + wire.TRAILER_SIZE:
         out[-wire.TRAILER_SIZE :] = zlib.crc32(bytes(out[start : -wire.TRAILER_SIZE])).to_bytes(4, "big")
     return bytes(out)
+
+
+def reseal_framed(data: bytes, header_size: int) -> bytes:
+    """Stream versions 2-4 (``header + CRC-32`` of ``header_size`` bytes in all, payload, CRC-32 of the
+    payload): both CRCs recomputed over whatever the bytes now hold; too-short inputs returned as they are."""
+    if len(data) < header_size + 4:
+        return bytes(data)
+    body, payload = bytes(data[:header_size - 4]), bytes(data[header_size:-4])
+    return body + zlib.crc32(body).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+
+
+def edit(data: bytes, edits) -> bytes:
+    """``data`` after ``edits``, each ``(pos, value, op)``: op 0 sets byte ``pos`` (modulo the length) to
+    ``value``, 1 truncates there, 2 appends ``value`` ``pos % 9 + 1`` times, 3 flips bit ``value % 8`` of it.
+    The property tests of stream versions 3 and 4 draw ``edits`` with hypothesis."""
+    x = bytearray(data)
+    for pos, value, op in edits:
+        if not x:
+            break
+        pos %= len(x)
+        if op == 0:
+            x[pos] = value
+        elif op == 1:
+            del x[pos:]
+        elif op == 2:
+            x += bytes([value]) * (pos % 9 + 1)
+        else:
+            x[pos] ^= 1 << (value % 8)
+    return bytes(x)
 
 
 def set_field(data: bytes, name: str, value) -> bytes:

@@ -35,17 +35,9 @@ _CHANNELS = (64, 128, 256, 512, 512)
 
 
 def _load_lin(path: Path) -> list[torch.Tensor]:
-    if not path.is_file():
-        raise ConfigError(f"invalid LPIPS linear weights: file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from semcom.training.vqvae_loss import read_state_dict
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any reader failure is the same user error
-        raise ConfigError(f"invalid LPIPS linear weights: {path} is not readable ({type(exc).__name__})") from None
+    state = read_state_dict(path, "LPIPS linear weights")
     out = []
     for i, c in enumerate(_CHANNELS):
         w = state.get(f"lin{i}.model.1.weight") if isinstance(state, dict) else None

@@ -42,7 +42,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from semcom.config import Float32, FrameSide, FullPolicy, validated
 from semcom.errors import ConfigError, WeightsError, WireFormatError
 from semcom.frames import to_tensor, to_uint8
-from semcom.link.coding import categorical, grown, information, recency_rank, slot_of_rank
+from semcom.link.coding import (
+    categorical,
+    decode_symbols,
+    grown,
+    information,
+    range_decoded,
+    recency_rank,
+    slot_of_rank,
+)
 from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
@@ -328,21 +336,8 @@ class CodecReceiver(_CodecEndpoint):
 
     def frames(self, data: bytes, count: int):
         """Decode ``count`` frames from the stream ``data`` (header included); yields uint8 frames."""
-        import constriction
-
-        from semcom.link.wire import stream_payload
-
-        payload = stream_payload(data, HEADER_SIZE)
-        if len(payload) % 4:
-            raise WireFormatError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, ">u4").astype(np.uint32))
-        for _ in range(count):
-            try:
-                yield self.synthesise(self._receive(decoder))
-            except WireFormatError as exc:
-                raise WireFormatError(f"frame {self.t}: {exc}") from None
-        if not decoder.maybe_exhausted():
-            raise WireFormatError("unexpected data after the last frame")
+        for y_hat in range_decoded(data, HEADER_SIZE, count, self._receive):
+            yield self.synthesise(y_hat)
 
     @torch.no_grad()
     def _receive(self, decoder) -> torch.Tensor:
@@ -367,10 +362,7 @@ class CodecReceiver(_CodecEndpoint):
 
     @staticmethod
     def _decode(decoder, model) -> int:
-        try:
-            return int(decoder.decode(model, 1)[0])
-        except (AssertionError, ValueError, RuntimeError) as exc:
-            raise WireFormatError(f"range-coded symbol does not decode: {exc}") from None
+        return int(decode_symbols(decoder, model)[0])
 
 
 def encode_clip(frames: np.ndarray, config: CodecLinkConfig, model) -> tuple[bytes, CodecTransmitter]:

@@ -37,7 +37,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from semcom.config import FrameSide, FullPolicy, validated
 from semcom.errors import ConfigError, WeightsError, WireFormatError
-from semcom.link.coding import categorical, grown, information, recency_rank, slot_of_rank
+from semcom.link.coding import (
+    categorical,
+    decode_symbols,
+    grown,
+    information,
+    range_decoded,
+    recency_rank,
+    slot_of_rank,
+)
 from semcom.memory import PrototypeMemory
 from semcom.models.weights import fingerprint
 from semcom.schemes import MAGIC
@@ -251,53 +259,32 @@ class TokenReceiver(_TokenEndpoint):
 
     def grids(self, data: bytes, count: int):
         """Decode ``count`` token grids from the stream ``data``; yields ``[h, w]`` int64 grids."""
-        import constriction
-
-        from semcom.link.wire import stream_payload
-
-        payload = stream_payload(data, HEADER_SIZE)
-        if len(payload) % 4:
-            raise WireFormatError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, ">u4").astype(np.uint32))
-        for _ in range(count):
-            try:
-                yield self._receive(decoder)
-            except WireFormatError as exc:
-                raise WireFormatError(f"frame {self.t}: {exc}") from None
-        if not decoder.maybe_exhausted():
-            raise WireFormatError("unexpected data after the last frame")
+        return range_decoded(data, HEADER_SIZE, count, self._receive)
 
     def _receive(self, decoder) -> torch.Tensor:
-        kind = int(_decode(decoder, categorical(self.kind_counts), 1)[0])
+        kind = int(decode_symbols(decoder, categorical(self.kind_counts), 1)[0])
         slot = rank = hit = None
         if kind != INTRA:
             if self.memory.size == 0:
                 raise WireFormatError(f"{KINDS[kind]} frame names a prototype of an empty memory")
             counts = self.ranks()
-            rank = int(_decode(decoder, categorical(counts), 1)[0]) if len(counts) > 1 else 0
+            rank = int(decode_symbols(decoder, categorical(counts), 1)[0]) if len(counts) > 1 else 0
             slot = slot_of_rank(self.memory, rank)
         hit = torch.zeros(self.tiles, dtype=torch.bool)
         if kind == HIT:
             hit[:] = True
         elif kind == INTER:
-            flags = _decode(decoder, categorical(self.flag_counts), hit.numel())
+            flags = decode_symbols(decoder, categorical(self.flag_counts), hit.numel())
             hit = torch.from_numpy(flags.astype(bool)).view(self.tiles)
         tokens = torch.zeros(self.grid, dtype=torch.long)
         keep = self.tile_map(hit)
         if kind != INTRA:
             tokens[keep] = self.reference(slot)[keep]
         if kind != HIT:
-            got = _decode(decoder, categorical(self.token_counts), int((~keep).sum()))
+            got = decode_symbols(decoder, categorical(self.token_counts), int((~keep).sum()))
             tokens[~keep] = torch.from_numpy(got.astype(np.int64))
             self.token_counts += np.bincount(got, minlength=self.J)
         return self._apply(kind, slot, rank, hit, tokens)
-
-
-def _decode(decoder, model, n: int) -> np.ndarray:
-    try:
-        return np.asarray(decoder.decode(model, n), dtype=np.int64)
-    except (AssertionError, ValueError, RuntimeError) as exc:
-        raise WireFormatError(f"range-coded symbol does not decode: {exc}") from None
 
 
 def encode_clip(frames: np.ndarray, config: TokenLinkConfig, model) -> tuple[bytes, TokenTransmitter]:

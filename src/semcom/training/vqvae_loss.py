@@ -32,7 +32,7 @@ from semcom.errors import ConfigError
 from semcom.metrics.image import MS_SSIM_BETAS
 
 __all__ = ["VGG16_CFG", "GRAM_LAYERS", "VGG16Features", "VQVAELoss", "gram_matrix", "load_vgg16_features",
-           "ms_ssim_loss", "reconstruction_loss"]
+           "ms_ssim_loss", "read_state_dict", "reconstruction_loss"]
 
 #: torchvision's ``vgg16`` ``features`` configuration: output channels of each 3x3 conv, ``"M"`` a 2x2 max-pool.
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -74,23 +74,27 @@ class VGG16Features(nn.Module):
         return out
 
 
+def read_state_dict(path: Path, what: str) -> dict:
+    """The tensors of a local weight file (safetensors, or a torch file read with ``weights_only=True``); a
+    missing or unreadable file is a one-line :class:`ConfigError` naming ``what`` and the path."""
+    if not path.is_file():
+        raise ConfigError(f"invalid {what}: file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any reader failure is the same user error
+        raise ConfigError(f"invalid {what}: {path} is not a readable state dict ({type(exc).__name__})") from None
+
+
 def load_vgg16_features(path: str | Path, layers: tuple[int, ...] = GRAM_LAYERS) -> VGG16Features:
     """A :class:`VGG16Features` with the convolution weights of the VGG16 state dict at ``path`` (safetensors,
     or a torch file of tensors); :class:`ConfigError`, one line naming the path, when it is missing, unreadable
     or not a VGG16 (a ``features.*`` key missing or of the wrong shape)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"invalid VGG16 weights: file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any reader failure is the same user error
-        raise ConfigError(f"invalid VGG16 weights: {path} is not a readable state dict "
-                          f"({type(exc).__name__})") from None
+    state = read_state_dict(path, "VGG16 weights")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
