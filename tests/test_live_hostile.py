@@ -184,10 +184,8 @@ def test_tcp_garbage_oversize_and_half_open_connections(tmp_path, model, frames)
             conns[1].sendall(HEADER.pack(MAGIC, VERSION, Kind.DATA, 0, 1, 1, 10**6))  # over --max-packet-bytes
             conns[2].sendall(HEADER.pack(MAGIC, VERSION, Kind.DATA, 0, 1, 1, 100)[:7])  # truncated, then silence
             conns[3].sendall(HEADER.pack(MAGIC, VERSION, Kind.DATA, 0, 1, 1, 100) + b"x")  # body never finished
-            t0 = time.monotonic()
-            for c in conns:
+            for c in conns:   # each recv would time out (5 s) on a connection left open
                 assert c.recv(16) == b""                                           # every one is closed
-            assert time.monotonic() - t0 < 5
         finally:
             for c in conns:
                 c.close()

@@ -243,12 +243,11 @@ def test_unreachable_peer_is_a_one_line_error(tmp_path, capsys, transport):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]          # free once closed: nobody listens there
-    t0 = time.monotonic()
     rc = cli_main(["send", "static", "-m", "sphere64", "--frames", "2", "--to", f"127.0.0.1:{port}",
                    "--transport", transport, "--timeout", "1"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "\n" not in err and err.startswith("semcom: error:")
-    assert "127.0.0.1" in err and time.monotonic() - t0 < 10
+    assert "127.0.0.1" in err
 
 
 def test_token_link_over_lossy_udp(tmp_path):

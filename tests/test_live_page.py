@@ -8,7 +8,6 @@ import io
 import json
 import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -97,10 +96,8 @@ def test_page_in_headless_chromium_during_a_live_send(tmp_path, model):
                                        timeout=10_000)
                 frames = card.evaluate("img => +img.closest('section').querySelector('td[data-key=frames]')"
                                        ".textContent")
-                t0 = time.monotonic()   # the script refreshes the numbers as frames arrive
-                page.wait_for_function(
+                page.wait_for_function(   # the script refreshes the numbers as frames arrive
                     f"+document.querySelector('td[data-key=frames]').textContent > {frames}", timeout=10_000)
-                assert time.monotonic() - t0 < 10
                 text = page.inner_text("section.session")
                 for label in ("bits/frame", "hit rate", "memory size", "refreshes", "lost frames"):
                     assert label in text
