@@ -281,39 +281,41 @@ def _retrieval(m: int, d: int, repeats: int | None, min_block_s: float, budget_s
 # ----------------------------------------------------------------------------- entry points
 
 
+def _link_loop(name: str, quality: int | None, clip: np.ndarray) -> tuple[Callable, Callable]:
+    """Model ``name``'s whole link over ``clip``, one frame at a time: ``(frame -> bytes, bytes -> frame)``,
+    the second decoding what the first sent once (the sphere64 memory link, or the codec link of a spatial
+    model at ``quality``)."""
+    from semcom.models.zoo import check_quality, entry, load_model
+    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
+
+    model = load_model(name)
+    if entry(name).kind == "sphere":
+        def enc() -> list[bytes]:
+            tx = Transmitter(LinkConfig(tau=0.98), model.encoder)
+            return [tx.send(f) for f in clip]
+
+        packets = enc()
+
+        def dec() -> None:
+            rx = Receiver(LinkConfig(tau=0.98), model.decoder)
+            for pk in packets:
+                rx.receive(pk)
+        return enc, dec
+    cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
+    data = encode_clip(clip, cfg, model)[0]
+    return (lambda: encode_clip(clip, cfg, model)[0]), (lambda: decode_stream(data, model))
+
+
 def _zoo_throughput(models: Sequence[str], quality: int | None, frames: int, budget_s: float,
                     min_repeats: int, max_repeats: int) -> list[dict]:
     """Frames per second of every zoo model, one 64x64 frame at a time through its whole link (frame to
     bytes at the transmitter, bytes to frame at the receiver), as ratios to ``sphere64`` in the same run."""
-    from semcom.models.zoo import check_quality, entry, load_model
-    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
     from semcom.sources import regime_clip
 
     clip = regime_clip("cam_shake", frames=frames)
     fns, names = {}, list(dict.fromkeys(["sphere64", *models]))
     for name in names:
-        model = load_model(name)
-        if entry(name).kind == "sphere":
-            def enc(model=model) -> list[bytes]:
-                tx = Transmitter(LinkConfig(tau=0.98), model.encoder)
-                return [tx.send(f) for f in clip]
-
-            packets = enc()
-
-            def dec(model=model, packets=packets) -> None:
-                rx = Receiver(LinkConfig(tau=0.98), model.decoder)
-                for pk in packets:
-                    rx.receive(pk)
-        else:
-            cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
-
-            def enc(model=model, cfg=cfg) -> bytes:
-                return encode_clip(clip, cfg, model)[0]
-
-            data = enc()
-
-            def dec(model=model, data=data) -> None:
-                decode_stream(data, model)
+        enc, dec = _link_loop(name, quality, clip)
         fns[f"{name}|encode"], fns[f"{name}|decode"] = enc, dec
     samples = time_interleaved(fns, None, min_block_s=0.0, budget_s=budget_s, min_repeats=min_repeats,
                                max_repeats=max_repeats)
@@ -325,32 +327,8 @@ def _zoo_throughput(models: Sequence[str], quality: int | None, frames: int, bud
 def _build_loops(loops: dict, models: Sequence[str], quality: int | None, clip: np.ndarray) -> None:
     """The sphere64 link and the codec link of each of ``models``, frame -> bytes and bytes -> frame, into
     ``loops`` (name -> (function, frames per call))."""
-    from semcom.models.zoo import check_quality, entry, load_model
-    from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
-
     for name in dict.fromkeys(["sphere64", *models]):
-        model = load_model(name)
-        if entry(name).kind == "sphere":
-            def enc(model=model) -> list[bytes]:
-                tx = Transmitter(LinkConfig(tau=0.98), model.encoder)
-                return [tx.send(f) for f in clip]
-
-            packets = enc()
-
-            def dec(model=model, packets=packets) -> None:
-                rx = Receiver(LinkConfig(tau=0.98), model.decoder)
-                for pk in packets:
-                    rx.receive(pk)
-        else:
-            cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
-
-            def enc(model=model, cfg=cfg) -> bytes:
-                return encode_clip(clip, cfg, model)[0]
-
-            data = enc()
-
-            def dec(model=model, data=data) -> None:
-                decode_stream(data, model)
+        enc, dec = _link_loop(name, quality, clip)
         loops[f"{name} link: frame -> bytes"] = (enc, len(clip))
         loops[f"{name} link: bytes -> frame"] = (dec, len(clip))
 

@@ -1,5 +1,7 @@
 """Metrics: fidelity, bits and the reasoning capacity of the Hopfield paper."""
 
+from semcom._lazy import lazy_exports
+
 #: Where each exported name lives: loaded on first use, so that semcom.metrics.bits does not import torchmetrics.
 _EXPORTS = {
     "index_bits": "semcom.metrics.bits",
@@ -19,16 +21,4 @@ __all__ = ["compression_ratio", "index_bits", "ms_ssim", "mse", "paper_bits", "p
            "raw_bits_per_frame", "reasoning_capacity", "semantic_efficiency", "ssim"]
 
 
-def __getattr__(name: str):
-    """Load a name's sub-module on first use (PEP 562), so that importing one sub-module does not import all."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -8,6 +8,8 @@ CRC, erasures, channel-use accounting), the closed forms it is tested against
 ``semcom ber``. LLRs follow Sionna: ``log P(b=1)/P(b=0)``. See ``docs/phy.md``.
 """
 
+from semcom._lazy import lazy_exports
+
 #: Where each exported name lives: loaded on first use, so that one block does not import them all (matplotlib).
 _EXPORTS = {
     "BerPoint": "semcom.phy.ber",
@@ -40,16 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Load a name's sub-module on first use (PEP 562), so that importing one sub-module does not import all."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
