@@ -239,19 +239,19 @@ def _encode_codebook(args) -> int:
     hp = model.hparams
     source = open_source(args.source, height=hp["height"], width=hp["width"], frames=args.frames, seed=args.seed)
     tx = CodebookTransmitter(model)
+    frames, t = source.frames, len(source)
+    with batch_work(t, hp["height"], hp["width"]):  # the clip's indices in one batch: sent, or counted
+        idx = tx.indices(frames)
     extra = {}
-    with progress(len(source), "encoding", args.json):
+    with progress(t, "encoding", args.json):
         if memory:
-            data, decoded, extra = _token_link(args, model, source.frames)
+            data, decoded, extra = _token_link(args, model, frames)
         else:
-            with batch_work(len(source), hp["height"], hp["width"]):  # the clip in one batch
-                data = tx.encode(source.frames)
+            with batch_work(t, hp["height"], hp["width"]):
+                data = tx.encode_indices(idx)
                 decoded = CodebookReceiver(model).decode(data)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(data)
-    frames, t = source.frames, len(source)
-    with batch_work(t, hp["height"], hp["width"]):
-        idx = tx.indices(frames)
     summary = {"source": source.name, "output": str(args.output), "scheme": args.scheme, "variant": hp["variant"],
                "J": model.J, "frames": t, "bytes": len(data), "bits_per_frame_wire": 8 * len(data) / t,
                "bits_per_frame_indices": model.bits_per_image,

@@ -249,21 +249,27 @@ def _algorithm1(args):
     return summary, model, extra
 
 
+def _photo_split(args) -> tuple[list, tuple[str, ...], str, list]:
+    """The learned codecs' data: ``--images`` or the training photos no content regime uses, their names, a
+    description, and the validation photos (never trained on)."""
+    from semcom.sources.photos import TRAIN_PHOTOS, VALIDATION_PHOTOS, load_photo
+
+    if args.images:
+        images, data_name = _images(args)
+        return images, (args.images,), data_name, [load_photo(n) for n in VALIDATION_PHOTOS]
+    return ([load_photo(n) for n in TRAIN_PHOTOS], TRAIN_PHOTOS,
+            f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses", [load_photo(n) for n in VALIDATION_PHOTOS])
+
+
 def _codec(args):
     """A spatial codec of the zoo (semcom.training.codec): rate-distortion training on photos split by photo."""
-    from semcom.sources.photos import TRAIN_PHOTOS, VALIDATION_PHOTOS, load_photo
+    from semcom.sources.photos import VALIDATION_PHOTOS
     from semcom.training.codec import CodecTrainConfig, save_codec, train_codec
 
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                                    "seed": args.seed}.items() if v is not None}
     cfg = validated(CodecTrainConfig, **overrides)
-    if args.images:
-        images, data_name = _images(args)
-        names = (args.images,)
-    else:
-        images, names = [load_photo(n) for n in TRAIN_PHOTOS], TRAIN_PHOTOS
-        data_name = f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses"
-    validation = [load_photo(n) for n in VALIDATION_PHOTOS]
+    images, names, data_name, validation = _photo_split(args)
     with progress(cfg.steps, "training", args.json) as step:
         model, log = train_codec(images, cfg, validation,
                                  progress=lambda s, r: step(f"bpp {r['bpp']:.3f} mse {r['mse']:.4f}"),
@@ -281,7 +287,7 @@ def _codec(args):
 def _codebook(args):
     """The grounded codebook paper's VQ-VAE (semcom.training.vqvae), one ablation variant, on photos split by
     photo."""
-    from semcom.sources.photos import TRAIN_PHOTOS, VALIDATION_PHOTOS, load_photo
+    from semcom.sources.photos import VALIDATION_PHOTOS
     from semcom.training.vqvae import VQVAETrainConfig, save_vqvae, train_vqvae
 
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
@@ -292,13 +298,7 @@ def _codebook(args):
 
         check_codebook_size(args.J)
     cfg = validated(VQVAETrainConfig, **overrides)
-    if args.images:
-        images, data_name = _images(args)
-        names = (args.images,)
-    else:
-        images, names = [load_photo(n) for n in TRAIN_PHOTOS], TRAIN_PHOTOS
-        data_name = f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses"
-    validation = [load_photo(n) for n in VALIDATION_PHOTOS]
+    images, names, data_name, validation = _photo_split(args)
     perceptual = args.vgg16 is not None
 
     def save(m, _step, lg):

@@ -139,12 +139,19 @@ def _mean(values) -> float | None:
 
 
 def _vq_rows(variant: str, images: np.ndarray, cfg: CodebookReproConfig, progress: Progress,
-             lpips=None) -> list[dict]:
+             lpips=None) -> tuple[list[dict], dict]:
+    """The variant's row at every SNR, and its codebook's row (error-free scores, index entropy, codewords
+    used, training time)."""
     from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, IndexAirLink, load_variant
 
     model = load_variant(variant)
     tx, rx = CodebookTransmitter(model), CodebookReceiver(model)
     idx = tx.indices(images)
+    p, s, lp = _scores(images, rx.frames(idx), lpips)
+    codebook = {"scheme": variant, "J": model.J, "psnr_db_error_free": p, "ms_ssim_error_free": s,
+                "lpips_error_free": lp, **model.usage(idx),
+                "train_seconds": _float(model.metadata.get("train_seconds")),
+                "reconstruction": model.metadata.get("reconstruction")}
     air = IndexAirLink(model.J, seed=cfg.seed, code=cfg.code)
     rows = []
     for snr in cfg.snrs:
@@ -155,11 +162,10 @@ def _vq_rows(variant: str, images: np.ndarray, cfg: CodebookReproConfig, progres
         ps, ss, ls = zip(*scores)
         rows.append({"scheme": variant, "code": cfg.code, "snr_db": snr, "psnr_db": float(np.mean(ps)),
                      "ms_ssim": float(np.mean(ss)), "lpips": _mean(ls), "bits_per_image": model.bits_per_image,
-                     "channel_uses_per_image": uses / len(images), "failed_fraction": 0.0,
-                     "index_error_rate": None})
+                     "channel_uses_per_image": uses / len(images), "failed_fraction": 0.0})
     if progress:
         progress(variant)
-    return rows
+    return rows, codebook
 
 
 def _anchor_files(scheme: str, images: np.ndarray) -> tuple[list[bytes], np.ndarray, dict]:
@@ -208,21 +214,15 @@ def run_fig4(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
     """Every scheme at every SNR (the rows of ``codebook-fig4 --json``), the error-free ceiling of each VQ
     variant with its ``index_entropy_bits`` and ``used_codewords``, and the paper's headline comparison at
     10 dB (when 10 dB is in the sweep)."""
-    from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, load_variant
 
     lpips = _lpips(cfg)
     images = test_images(cfg.images, seed=7 + cfg.seed)
     rows = []
     codebooks = []
     for variant in SCHEMES[:4]:
-        rows += _vq_rows(variant, images, cfg, progress, lpips)
-        model = load_variant(variant)
-        idx = CodebookTransmitter(model).indices(images)
-        p, s, lp = _scores(images, CodebookReceiver(model).frames(idx), lpips)
-        codebooks.append({"scheme": variant, "J": model.J, "psnr_db_error_free": p, "ms_ssim_error_free": s,
-                          "lpips_error_free": lp,
-                          **model.usage(idx), "train_seconds": _float(model.metadata.get("train_seconds")),
-                          "reconstruction": model.metadata.get("reconstruction")})
+        variant_rows, codebook = _vq_rows(variant, images, cfg, progress, lpips)
+        rows += variant_rows
+        codebooks.append(codebook)
     for scheme in SCHEMES[4:]:
         rows += _anchor_rows(scheme, images, cfg, progress, lpips)
     return {"rows": rows, "codebooks": codebooks, "headline": headline(rows), "paper": PAPER,

@@ -87,6 +87,9 @@ VARIANTS: dict[str, dict[str, float]] = {
     "proposed": {"lambda_h": 0.1, "lambda_ch": 1.0, "p": DEFAULT_P},
 }
 
+#: A regular expression matching exactly the names of :data:`VARIANTS` (for validated configs).
+VARIANT_PATTERN = "^(" + "|".join(v.replace("+", r"\+") for v in VARIANTS) + ")$"
+
 _UPDATES = ("gradient", "ema")
 
 

@@ -21,3 +21,16 @@ def stream_version(data: bytes) -> int:
     if len(data) < 4 or data[:3] != MAGIC:
         raise WireFormatError("not a semcom stream (bad magic bytes)")
     return data[3]
+
+
+def code_clip(tx, frames, max_frames: int):
+    """Send a clip (T, H, W, 3) uint8 through transmitter ``tx`` frame by frame (``tx.send``), then
+    ``tx.finish()``: the stream file and ``tx`` (its records). At most ``max_frames`` frames (a stream's
+    limit); the codec and token links' ``encode_clip``."""
+    from semcom.errors import ConfigError
+
+    if not 1 <= len(frames) <= max_frames:
+        raise ConfigError(f"invalid frames={len(frames)}: must be 1..{max_frames}")
+    for frame in frames:
+        tx.send(frame)
+    return tx.finish(), tx

@@ -143,7 +143,10 @@ class CodebookTransmitter:
         return torch.cat([self.model.indices(x[i:i + 64]) for i in range(0, len(x), 64)])
 
     def encode(self, frames) -> bytes:
-        idx = self.indices(frames)
+        return self.encode_indices(self.indices(frames))
+
+    def encode_indices(self, idx: torch.Tensor) -> bytes:
+        """The stream of index grids ``[T, h, w]`` (from :meth:`indices`)."""
         t, h, w = idx.shape
         header = CodebookHeader(self.model.hparams["variant"], self.model.J, self.weights_id, t, 8 * h, 8 * w)
         payload = np.packbits(indices_to_bits(idx, self.model.J)).tobytes()

@@ -55,7 +55,7 @@ from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
 from semcom.models.zoo import entry, entry_by_wire_id
-from semcom.schemes import MAGIC
+from semcom.schemes import MAGIC, code_clip
 
 VERSION = 2
 SCHEME_ID = 1
@@ -367,12 +367,7 @@ class CodecReceiver(_CodecEndpoint):
 
 def encode_clip(frames: np.ndarray, config: CodecLinkConfig, model) -> tuple[bytes, CodecTransmitter]:
     """Code a clip (T, H, W, 3) uint8; returns the stream file and the transmitter (records, decoded)."""
-    if not 1 <= len(frames) <= MAX_FRAMES:
-        raise ConfigError(f"invalid frames={len(frames)}: must be 1..{MAX_FRAMES}")
-    tx = CodecTransmitter(config, model)
-    for frame in frames:
-        tx.send(frame)
-    return tx.finish(), tx
+    return code_clip(CodecTransmitter(config, model), frames, MAX_FRAMES)
 
 
 def decode_stream(data: bytes, model) -> tuple[np.ndarray, CodecReceiver]:

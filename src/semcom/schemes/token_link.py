@@ -47,8 +47,9 @@ from semcom.link.coding import (
     slot_of_rank,
 )
 from semcom.memory import PrototypeMemory
+from semcom.models.vqvae import VARIANT_PATTERN
 from semcom.models.weights import fingerprint
-from semcom.schemes import MAGIC
+from semcom.schemes import MAGIC, code_clip
 from semcom.schemes.codebook import VARIANT_IDS, CodebookReceiver, CodebookTransmitter
 
 __all__ = ["VERSION", "TokenHeader", "TokenLinkConfig", "TokenReceiver", "TokenTransmitter", "decode_stream",
@@ -73,7 +74,7 @@ class TokenLinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    variant: str = Field("proposed", pattern="^(vqvae|vqvae\\+entropy|vqvae\\+channel|proposed)$")
+    variant: str = Field("proposed", pattern=VARIANT_PATTERN)
     tau: float = Field(1.0, gt=0.0, le=1.0)
     m_max: int = Field(64, ge=1, le=4096)
     full_policy: FullPolicy = "lru"
@@ -289,12 +290,7 @@ class TokenReceiver(_TokenEndpoint):
 
 def encode_clip(frames: np.ndarray, config: TokenLinkConfig, model) -> tuple[bytes, TokenTransmitter]:
     """Code a clip (T, H, W, 3) uint8; returns the stream file and the transmitter (records, shown grids)."""
-    if not 1 <= len(frames) <= MAX_FRAMES:
-        raise ConfigError(f"invalid frames={len(frames)}: must be 1..{MAX_FRAMES}")
-    tx = TokenTransmitter(config, model)
-    for frame in frames:
-        tx.send(frame)
-    return tx.finish(), tx
+    return code_clip(TokenTransmitter(config, model), frames, MAX_FRAMES)
 
 
 def decode_stream(data: bytes, model) -> tuple[np.ndarray, TokenReceiver]:

@@ -137,6 +137,25 @@ def validation_views(images: Sequence[np.ndarray], n: int, size: int, seed: int 
     return crops[:, :, PAD : PAD + size, PAD : PAD + size]
 
 
+def training_data(images: Sequence[np.ndarray], validation: Sequence[np.ndarray], pool: int, size: int,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What every learned model of the project trains on, drawn from ``gen`` in this order: ``pool`` crops of
+    ``images`` (uint8, :func:`crop_pool`), 512 colour donor crops for :func:`colour_augment` (float), and 48
+    fixed views of the ``validation`` photos (None without any)."""
+    crops = crop_pool(images, pool, size, gen)
+    colour = [im for im in images if np.ptp(im.astype(np.int16)[..., :3] - im[..., :1].astype(np.int16)) > 8]
+    donors = crop_pool(colour or images, 512, size, gen).float().div(255.0)
+    val = validation_views(validation, 48, size) if len(validation) else None
+    return crops, donors, val
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear warm-up over ``min(warmup, steps // 10 + 1)`` steps, then a cosine decay to 0 at ``steps``."""
+    warm = min(warmup, steps // 10 + 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+
+
 @torch.no_grad()
 def evaluate(model: SpatialHyperprior, frames: torch.Tensor) -> list[dict]:
     """Intra PSNR (dB, mean over frames) and rate (bits per frame, from the rounded latents' likelihoods)
@@ -164,16 +183,11 @@ def train_codec(images: Sequence[np.ndarray], cfg: CodecTrainConfig = CodecTrain
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    pool = crop_pool(images, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
-    colour = [im for im in images if np.ptp(im.astype(np.int16)[..., :3] - im[..., :1].astype(np.int16)) > 8]
-    donors = crop_pool(colour or images, 512, cfg.size, gen).float().div(255.0)
-    val = validation_views(validation, 48, cfg.size) if len(validation) else None
+    pool, donors, val = training_data(images, validation, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
     model = SpatialHyperprior(cfg.n, cfg.c, cfg.cz, len(cfg.lambdas), cfg.size, cfg.size)
     lambdas = torch.tensor(cfg.lambdas)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    warm = min(500, cfg.steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = warmup_cosine(opt, cfg.steps, 500)
     log: list[dict] = []
     model.train()
     pixels = cfg.size * cfg.size

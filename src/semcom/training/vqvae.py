@@ -13,7 +13,6 @@ library's ``kmeans_init``), and a dead codeword is reset to an encoder output of
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,9 +21,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from semcom.models.vqvae import DEFAULT_P, VARIANTS, CodebookVQVAE
+from semcom.models.vqvae import DEFAULT_P, VARIANT_PATTERN, CodebookVQVAE
 from semcom.quantization.codebook import J_MAX, J_MIN
-from semcom.training.codec import PAD, colour_augment, crop_pool, geometric_augment, validation_views
+from semcom.training.codec import PAD, colour_augment, geometric_augment, training_data, warmup_cosine
 from semcom.training.vqvae_loss import VQVAELoss
 
 __all__ = ["VQVAETrainConfig", "evaluate_vqvae", "train_vqvae", "save_vqvae"]
@@ -35,7 +34,7 @@ class VQVAETrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    variant: str = Field("proposed", pattern="^(" + "|".join(v.replace("+", r"\+") for v in VARIANTS) + ")$")
+    variant: str = Field("proposed", pattern=VARIANT_PATTERN)
     J: int = Field(256, ge=J_MIN, le=J_MAX)
     n: int = Field(64, ge=8, le=512)
     d: int = Field(32, ge=1, le=512)
@@ -80,17 +79,12 @@ def train_vqvae(images: Sequence[np.ndarray], cfg: VQVAETrainConfig = VQVAETrain
     (:func:`evaluate_vqvae` on the held-out photos); ``checkpoint(model, step, log)`` is called then too."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    pool = crop_pool(images, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
-    colour = [im for im in images if np.ptp(im.astype(np.int16)[..., :3] - im[..., :1].astype(np.int16)) > 8]
-    donors = crop_pool(colour or images, 512, cfg.size, gen).float().div(255.0)
-    val = validation_views(validation, 48, cfg.size) if len(validation) else None
+    pool, donors, val = training_data(images, validation, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
     model = _model(cfg)
     loss_fn = VQVAELoss(mse_weight=cfg.mse_weight, ms_ssim_weight=cfg.ms_ssim_weight,
                         perceptual_weight=cfg.perceptual_weight, vgg16_weights=vgg16_weights)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    warm = min(200, cfg.steps // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = warmup_cosine(opt, cfg.steps, 200)
     log: list[dict] = []
     model.train()
     t0 = time.perf_counter()
