@@ -13,8 +13,12 @@ from rich.table import Table
 from semcom.experiments.bench import filled_memory, format_bench, run_bench, scene_stream, time_interleaved
 from semcom.models.weights import shipped_weights_path
 
-RETRIEVAL_OPS = {"nearest.decide", "hopfield.decide(top_k=4)", "paper.decide", "hopfield.readout",
-                 "hopfield_retrieve(B=64)"}
+SINGLE_FLOORS = {"floor: P @ z (torch)", "floor: z @ PT (torch)"}
+BATCH_FLOORS = {"floor: Q @ P.T (torch)", "floor: Q @ PT (torch)"}
+RETRIEVAL_OPS = {*SINGLE_FLOORS, *BATCH_FLOORS, "exact: memory.nearest", "nearest.decide", "hopfield.decide(top_k=4)",
+                 "hopfield.decide(top_k=4), after a miss", "paper.decide", "hopfield.readout",
+                 "hopfield.readout, after a miss", "approx: index search (1 query)", "approx: nearest.decide",
+                 "exact: memory.nearest_batch(B=64)", "nearest.decide_batch(B=64)", "hopfield_retrieve(B=64)"}
 
 
 def _positive_finite(x) -> bool:
@@ -59,8 +63,30 @@ def test_retrieval_rows(result):
             assert _positive_finite(r[key]), (r["op"], key)
         assert r["ratio_to_floor"] == pytest.approx(r["seconds"] / r["floor_seconds"], rel=1e-12)
         assert isinstance(r["samples"], int) and r["samples"] >= 1
-    single = {r["floor_seconds"] for r in rows if r["op"] != "hopfield_retrieve(B=64)"}
-    assert len(single) == 1  # the one-query ops share one floor, measured alongside them
+    for group, floors in (("one query", SINGLE_FLOORS), ("batch of 64", BATCH_FLOORS)):
+        grouped = [r for r in rows if r["group"] == group]
+        best = min(r["seconds"] for r in grouped if r["op"] in floors)
+        # the ops of a group share its best floor, measured alongside them
+        assert {r["floor_seconds"] for r in grouped} == {best}
+        assert {"floor: " + r["floor"] for r in grouped} <= floors
+
+
+def test_index_rows(result):
+    (r,) = result["index"]
+    assert r["M"] == 1000 and r["library"].startswith("faiss")
+    assert r["queries"] == 200 and _positive_finite(r["build_seconds"]) and _positive_finite(r["seconds_per_query"])
+    for key in ("decision_agreement", "hit_miss_agreement", "recall_at_1", "recall_at_1_on_hits", "exact_hit_rate"):
+        assert 0.0 <= r[key] <= 1.0, key
+    assert r["decision_agreement"] <= r["hit_miss_agreement"]
+    single = {x["op"]: x for x in result["retrieval"] if x["group"] == "one query"}
+    assert r["ratio_to_floor"] == pytest.approx(r["seconds_per_query"] / single["nearest.decide"]["floor_seconds"])
+
+
+def test_retrieval_only_and_exact_index():
+    res = run_bench(sizes=(300,), repeats=1, quick=True, index="exact", retrieval_only=True)
+    assert res["throughput"] == [] and res["models"] == [] and res["startup"] is None and res["index"] == []
+    assert not any(r["op"].startswith("approx") for r in res["retrieval"])
+    assert format_bench(res)
 
 
 def test_model_rows(result):
@@ -92,6 +118,8 @@ def test_bad_arguments():
         run_bench(sizes=(0,), quick=True)
     with pytest.raises(ValueError):
         run_bench(sizes=(10,), repeats=0, quick=True)
+    with pytest.raises(ValueError):
+        run_bench(sizes=(10,), quick=True, index="fast")
 
 
 def test_time_interleaved_sample_counts():

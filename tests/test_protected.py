@@ -596,7 +596,7 @@ def test_fuzz_mutated_audit_and_repair_packets(chunk, d, seq, data, ops, q):
 @functools.lru_cache(maxsize=1)
 def _primed_link() -> ProtectedLink:
     """A link with cues on that has streamed 12 new latents (misses) and 4 repeats (hits)."""
-    link = ProtectedLink(LinkConfig(), ProtectionConfig(cue_bits=32), FaultConfig())
+    link = ProtectedLink(LinkConfig(), ProtectionConfig(cue_bits=32, resync="flat"), FaultConfig())
     zs = F.normalize(torch.randn(12, LinkConfig().d, generator=torch.Generator().manual_seed(0)), dim=1)
     kinds = [link.step(z)[1].kind for z in list(zs) + list(zs[:4])]
     assert kinds == ["miss"] * 12 + ["hit"] * 4
@@ -779,7 +779,7 @@ def _latents(n: int, seed: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=1)
 def _big_link() -> ProtectedLink:
     """A clean link (memory checks every 8 frames, 2 attempts per frame) that has streamed BIG new latents."""
-    link = ProtectedLink(LinkConfig(), ProtectionConfig(sync_every=8, max_attempts=2), FaultConfig())
+    link = ProtectedLink(LinkConfig(), ProtectionConfig(sync_every=8, max_attempts=2, resync="flat"), FaultConfig())
     assert [link.step(z)[1].kind for z in _latents(BIG, 1)] == ["miss"] * BIG
     assert link.t == BIG and link.rx.rx.memory.size == BIG and link.tx.tx.memory == link.rx.rx.memory
     return link

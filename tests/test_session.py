@@ -104,10 +104,12 @@ def test_lost_frames_after_max_attempts_roll_back_the_transmitter():
 @pytest.mark.parametrize("mode", ["ids", "sigma"])
 @pytest.mark.parametrize("sync_every", [4, 16])
 def test_corruption_is_repaired_by_the_next_memory_check(mode, sync_every):
+    """The flat resync (the earlier protocol): a corruption waits for the next memory check."""
     latents = drift(n=70, seed=5)
     kw = {"corrupt_ids": 0.5} if mode == "ids" else {"corrupt_sigma": 0.05}
     faults = FaultConfig(**kw, corrupt_at=30, seed=2)
-    pl, _, recs = run(latents, LinkConfig(tau=0.97), ProtectionConfig(cue_bits=32, sync_every=sync_every), faults)
+    pl, _, recs = run(latents, LinkConfig(tau=0.97), ProtectionConfig(cue_bits=32, sync_every=sync_every,
+                                                                      resync="flat"), faults)
     assert recs[30].corrupted
     check = -(-30 // sync_every) * sync_every              # the first memory check at or after frame 30
     delays = resync_delays(recs)
@@ -169,7 +171,7 @@ def test_a_cue_nothing_matches_gets_the_slot_refreshed():
 
 def test_resync_counts_audit_bitmap_and_repairs():
     latents = drift(n=33, seed=9)
-    pl = ProtectedLink(LinkConfig(tau=0.97), ProtectionConfig(cue_bits=0, sync_every=32))
+    pl = ProtectedLink(LinkConfig(tau=0.97), ProtectionConfig(cue_bits=0, sync_every=32, resync="flat"))
     _fill(pl, latents[:32])
     mem = pl.rx.rx.memory
     m = mem.size

@@ -22,6 +22,7 @@ DEFAULT_BETA = 100.0
 RuleName = Literal["nearest", "hopfield", "paper"]
 FullPolicy = Literal["none", "lru"]
 Coding = Literal["fixed", "adaptive"]
+IndexKind = Literal["exact", "approx"]
 
 
 def as_float32(v):
@@ -55,6 +56,9 @@ class LinkConfig(BaseModel):
     fixed-length fields) or ``adaptive`` (arithmetic coding, :mod:`semcom.link.coding`).
     ``residual_bits > 0`` turns on residual refinement (eq. 2's ``epsilon_t``): a hit whose
     score lies in ``[tau, tau_refine)`` also carries ``d`` residual codes of that many bits.
+    ``index`` is how the transmitter finds its candidates: ``exact`` (a scan of the whole memory) or
+    ``approx`` (a FAISS inverted file, :mod:`semcom.memory.index`, candidates re-scored exactly); it is not on the
+    wire, since the receiver never searches.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -72,6 +76,7 @@ class LinkConfig(BaseModel):
     top_k: int = Field(4, ge=1, le=64)
     height: FrameSide = Field(64, ge=8, le=4096)
     width: FrameSide = Field(64, ge=8, le=4096)
+    index: IndexKind = "exact"
 
     @model_validator(mode="after")
     def _refine_above_tau(self):
@@ -103,6 +108,14 @@ class ProtectionConfig(BaseModel):
     ``sync_every`` frames the transmitter sends a 32-bit digest of its memory, and a receiver that
     disagrees resyncs before it decodes (0: never, the paper's protocol). ``max_attempts`` is how
     many damaged or lost packets a frame may suffer before it is dropped.
+
+    With memory checks on, ``resync`` picks how a receiver that knows its memory is bad finds and
+    repairs the slots that differ: ``"tree"`` (the default; :mod:`semcom.link.hashtree`) descends a
+    salted hash tree of fan-out ``fanout`` and repairs the slots found in bulk, with state kept across
+    frames and a budget of ``resync_packets`` packets per frame of its own; every ``DATA`` and ``REFRESH``
+    packet also carries a ``check_bits`` check of the whole memory and a hit one of its slot, so that a
+    corruption is known at the first packet after it. ``"flat"`` is the earlier protocol: a flat audit of
+    every slot and one ``REPAIR`` per slot, started afresh each frame (no per-packet checks).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,6 +126,10 @@ class ProtectionConfig(BaseModel):
     checksum_bits: Literal[16, 32] = 16
     sync_every: int = Field(16, ge=0, le=65536)
     max_attempts: int = Field(4, ge=1, le=64)
+    resync: Literal["flat", "tree"] = "tree"
+    check_bits: int = Field(16, ge=8, le=32)
+    fanout: int = Field(8, ge=2, le=64)
+    resync_packets: int = Field(32, ge=1, le=120)   # a frame of a session file holds at most 255 packets
 
 
 CorruptionMode = Literal["id_permutation", "vector_noise"]

@@ -80,7 +80,7 @@ def link_config(args, rule: str, model) -> LinkConfig:
     return validated(LinkConfig, rule=rule, tau=tau, beta=args.beta, m_max=args.m_max,
                      full_policy=args.full_policy, coding=args.coding, top_k=args.top_k, d=hp["d"],
                      residual_bits=args.residual_bits, tau_refine=args.tau_refine,
-                     height=hp["height"], width=hp["width"])
+                     height=hp["height"], width=hp["width"], index=getattr(args, "index", "exact"))
 
 
 #: The most frames ``--frames`` may ask for: a version-1 stream's limit (semcom.link.wire.MAX_FRAMES);
@@ -107,7 +107,7 @@ def bounded_int(lo: int, hi: int):
 #: Flags of the sphere64 memory link (the Hopfield paper's rules) and their defaults: a spatial model has no
 #: use for them, so giving one with it is an error rather than silently ignored.
 SPHERE_ONLY = {"rule": "hopfield", "rules": ["nearest", "hopfield", "paper"], "beta": DEFAULT_BETA,
-               "coding": "fixed", "residual_bits": 0, "tau_refine": 0.995, "top_k": 4}
+               "coding": "fixed", "residual_bits": 0, "tau_refine": 0.995, "top_k": 4, "index": "exact"}
 
 
 def check_no_sphere_flags(args, extra: dict | None = None) -> None:
@@ -140,6 +140,9 @@ def add_link_args(p: argparse.ArgumentParser, multi_rule: bool) -> None:
                    help="residual refinement: bits per dimension of eq. 2's epsilon on hits below --tau-refine")
     p.add_argument("--tau-refine", type=float, default=0.995, help="hits scoring below this carry a residual")
     p.add_argument("--top-k", type=int, default=4, help="candidates the hopfield rule re-scores")
+    p.add_argument("--index", default="exact", choices=["exact", "approx"],
+                   help="how the transmitter finds candidates: exact scan, or a FAISS inverted file whose "
+                   "candidates are re-scored exactly (large memories; the receiver needs no index)")
     p.add_argument("--frames", type=bounded_int(1, MAX_CLIP_FRAMES), default=None,
                    help=f"frames per clip, 1..{MAX_CLIP_FRAMES} (regimes: default per regime)")
     p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="0..2^32-1")
@@ -152,6 +155,66 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
     (1 for per-frame work, torch's own count for large batches). :func:`semcom.cli.main` pins it."""
     p.add_argument("--threads", type=bounded_int(1, 1024), default=None, metavar="N",
                    help="torch threads, 1..1024 (default: 1 for per-frame work, the cores for large batches)")
+
+
+def _device_name(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine by :func:`device_of`)."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d{1,3})?", text):
+        raise argparse.ArgumentTypeError(f"invalid device {text!r}: choose cpu, cuda or cuda:N")
+    return text
+
+
+_device_name.__name__ = "device"
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda|cuda:N`` (issue 14): where the models' neural transforms run (semcom.models.device)."""
+    p.add_argument("--device", type=_device_name, default="cpu", metavar="DEVICE",
+                   help="cpu (default), cuda or cuda:N: where the models' neural transforms run; what decides "
+                   "bits and memory contents stays on the CPU, so streams decode alike on either")
+
+
+def device_of(args) -> str:
+    """``args.device`` checked against the machine: a one-line error naming --device when CUDA is asked for and
+    ``torch.cuda.is_available()`` is false, or the GPU index does not exist."""
+    name = getattr(args, "device", None) or "cpu"
+    if name == "cpu":
+        return name
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); "
+                          "use --device cpu")
+    index = int(name.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return name
+
+
+def device_main(main):
+    """A command's ``main`` run :func:`on_device` (what ``p.set_defaults(main=device_main(main))`` gives)."""
+
+    def run(args) -> int:
+        with on_device(args):
+            return main(args)
+
+    run.__doc__, run.__wrapped__ = main.__doc__, main
+    return run
+
+
+@contextmanager
+def on_device(args):
+    """Within the block the zoo's loaders place every model on ``--device`` (semcom.models.device); yields it."""
+    name = device_of(args)
+    if name == "cpu":
+        yield name
+        return
+    from semcom.models.device import default_device
+
+    with default_device(name):
+        yield name
 
 
 def add_fault_args(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from semcom.commands import HELP
-from semcom.commands._common import add_threads_arg, out_console, print_json
+from semcom.commands._common import add_device_arg, add_threads_arg, bounded_int, device_main, out_console, print_json
 
 
 def add_parser(sub) -> None:
@@ -15,9 +15,16 @@ def add_parser(sub) -> None:
     p.add_argument("--live", action="store_true", help="the live link over loopback (TCP, UDP, UDP with 10 %% "
                    "loss) against the in-process link: frames per second, latency per frame, feedback bits "
                    "(-m: the model, default sphere64)")
+    p.add_argument("--m", "--memory-size", dest="memory_size", type=bounded_int(1, 10**7), action="append",
+                   default=None, metavar="M", help="time retrieval only, at a memory of M prototypes (repeatable; "
+                   "e.g. --m 1000000: floors, exact scan, decision rules and the approximate index as ratios)")
+    p.add_argument("--index", default="approx", choices=["exact", "approx"],
+                   help="approx (default): also build and time the approximate index at each memory size; "
+                   "exact: the exact scan only")
     p.add_argument("--json", action="store_true")
     add_threads_arg(p)
-    p.set_defaults(main=main)
+    add_device_arg(p)
+    p.set_defaults(main=device_main(main))
 
 
 def main(args) -> int:
@@ -29,7 +36,8 @@ def main(args) -> int:
     models = args.model or list(MODELS)
     for m in models:
         check_quality(m, args.quality if m != "sphere64" else None)
-    result = run_bench(quick=args.quick, models=models, quality=args.quality)
+    sizes = {} if args.memory_size is None else {"sizes": tuple(args.memory_size), "retrieval_only": True}
+    result = run_bench(quick=args.quick, models=models, quality=args.quality, index=args.index, **sizes)
     if args.json:
         print_json(result)
     else:

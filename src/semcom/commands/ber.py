@@ -8,6 +8,7 @@ from pathlib import Path
 from semcom.commands import HELP
 from semcom.commands._common import out_console, print_json, progress
 from semcom.errors import ConfigError
+from semcom.sweeps import add_sweep_args
 
 
 def _floats(option: str):
@@ -49,11 +50,15 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", type=Path, default=None, help="write the curve to this image file (.png, .svg)")
     p.add_argument("--json", action="store_true", help="print exact JSON instead of a table")
+    add_sweep_args(p, "each point's Monte Carlo blocks")
     p.set_defaults(main=main)
 
 
 def main(args) -> int:
     from semcom.phy.ber import plot_ber, simulate_ber
+    from semcom.sweeps import check_workers, sweep_strategy
+
+    check_workers(args.workers, args.scheduler)
 
     if args.snr_db is not None:
         axis_name, values = "snr_db", _floats("--snr-db")(args.snr_db)
@@ -66,10 +71,11 @@ def main(args) -> int:
                    coherence_symbols=args.coherence_symbols, bsc_p=args.bsc_p)
     if args.codeword_bits is not None:
         options["codeword_bits"] = args.codeword_bits
-    with progress(len(values), "ber", args.json) as step:
+    with sweep_strategy(args.workers, args.scheduler) as strategy, progress(len(values), "ber", args.json) as step:
         points = simulate_ber(args.modulation, args.channel, args.code, **{axis_name: values},
                               target_errors=args.target_errors, max_bits=args.bits, seed=args.seed,
-                              on_point=lambda pt: step(f"{getattr(pt, axis_name):g} dB"), **options)
+                              on_point=lambda pt: step(f"{getattr(pt, axis_name):g} dB"),
+                              strategy=strategy, **options)
     result = {"modulation": args.modulation, "channel": args.channel, "code": args.code, "axis": axis_name,
               "target_errors": args.target_errors, "max_bits": args.bits, "seed": args.seed,
               "points": [p.to_dict() for p in points]}

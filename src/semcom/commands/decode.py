@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from semcom.commands import HELP
-from semcom.commands._common import add_threads_arg, out_console, print_json
+from semcom.commands._common import add_device_arg, add_threads_arg, device_main, out_console, print_json
 from semcom.errors import ConfigError, SourceError, WireFormatError
 
 
@@ -17,8 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--fps", type=int, default=12)
     add_threads_arg(p)
+    add_device_arg(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(main=main)
+    p.set_defaults(main=device_main(main))
 
 
 def main(args) -> int:

@@ -8,11 +8,13 @@ import numpy as np
 
 from semcom.commands import HELP
 from semcom.commands._common import (
+    add_device_arg,
     add_fault_args,
     add_link_args,
     add_threads_arg,
     check_no_sphere_flags,
     codec_config,
+    device_main,
     fault_configs,
     link_config,
     model_kind,
@@ -41,7 +43,8 @@ def add_parser(sub) -> None:
                    help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
     add_threads_arg(p)
-    p.set_defaults(main=main)
+    add_device_arg(p)
+    p.set_defaults(main=device_main(main))
 
 
 def main(args) -> int:

@@ -7,8 +7,17 @@ import time
 from pathlib import Path
 
 from semcom.commands import HELP
-from semcom.commands._common import add_threads_arg, jsonable, out_console, print_json, progress
+from semcom.commands._common import (
+    add_device_arg,
+    add_threads_arg,
+    device_main,
+    jsonable,
+    out_console,
+    print_json,
+    progress,
+)
 from semcom.errors import ConfigError
+from semcom.sweeps import add_sweep_args
 
 
 def add_parser(sub) -> None:
@@ -29,8 +38,10 @@ def add_parser(sub) -> None:
     p.add_argument("--lpips-lin", default=None, metavar="FILE",
                    help="codebook-fig3/fig4: the lpips package's vgg.pth linear weights (default: LPIPS baseline)")
     p.add_argument("--json", action="store_true")
+    add_sweep_args(p)
     add_threads_arg(p)
-    p.set_defaults(main=main)
+    add_device_arg(p)
+    p.set_defaults(main=device_main(main))
 
 
 def main(args) -> int:
@@ -54,14 +65,18 @@ def main(args) -> int:
         if getattr(args, opt) is not None and not takers:
             raise ConfigError(f"--{opt.replace('_', '-')} applies to "
                               f"{', '.join(n for n, r in REPRODUCTIONS.items() if opt in r.options)}, not {args.name}")
+    from semcom.sweeps import check_workers, sweep_strategy
+
+    check_workers(args.workers, args.scheduler)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = args.out or Path("runs") / f"{args.name}-{stamp}"
     model = load_autoencoder(args.weights)
     t0 = time.perf_counter()
     collected = {}
-    for name in names:
-        out = root / name if len(names) > 1 else root
-        collected[name] = _reproduce(REPRODUCTIONS[name], args, model, out)
+    with sweep_strategy(args.workers, args.scheduler) as strategy:  # one cluster for every reproduction
+        for name in names:
+            out = root / name if len(names) > 1 else root
+            collected[name] = _reproduce(REPRODUCTIONS[name], args, model, out, strategy)
     if len(names) > 1:
         total = time.perf_counter() - t0
         (root / "timing.json").write_text(json.dumps({"seconds": round(total, 1), "quick": args.quick,
@@ -80,8 +95,9 @@ def main(args) -> int:
 _OPTIONS = ("snr", "code", "mu", "lpips_vgg16", "lpips_lin")
 
 
-def _reproduce(repro, args, model, out: Path) -> dict:
-    """Run one reproduction into ``out``; print its tables unless --json; return its results."""
+def _reproduce(repro, args, model, out: Path, strategy=None) -> dict:
+    """Run one reproduction into ``out``, its sweeps' cells on ``strategy`` (semcom.sweeps); print its tables
+    unless --json; return its results."""
     from semcom.config import validated
     from semcom.experiments.hopfield_common import ReproConfig
     from semcom.models import fingerprint
@@ -91,11 +107,12 @@ def _reproduce(repro, args, model, out: Path) -> dict:
     cfg = ReproConfig.quick_version(seed=args.seed) if args.quick else validated(ReproConfig, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with progress(repro.steps(cfg), repro.name, args.json) as step:
-        options = {k: getattr(args, k) for k in repro.options if getattr(args, k) is not None}
-        outcome = repro.run(cfg, model, step, out, **options)
+    options = {k: getattr(args, k) for k in repro.options if getattr(args, k) is not None}
+    with progress(repro.steps(cfg, **options), repro.name, args.json) as step:
+        outcome = repro.run(cfg, model, step, out, strategy=strategy, **options)
     seconds = time.perf_counter() - t0
-    results = outcome.results | {"meta": {"seconds": round(seconds, 1), "quick": args.quick}}
+    results = outcome.results | {"meta": {"seconds": round(seconds, 1), "quick": args.quick,
+                                          "sweep": str(strategy or "serial")}}
     config = {"reproduction": repro.name, "config": cfg.model_dump(), "weights": str(args.weights or "shipped"),
               "weights_fingerprint": fingerprint(model).hex(), "options": options}
     (out / "config.json").write_text(json.dumps(config, indent=2))

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from semcom.commands import HELP
 from semcom.commands._common import (
+    add_device_arg,
     add_fault_args,
     add_link_args,
     add_threads_arg,
     check_no_sphere_flags,
     codec_config,
+    device_main,
     fault_configs,
     jsonable,
     model_kind,
@@ -41,7 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
     add_fault_args(p)
     add_threads_arg(p)
-    p.set_defaults(main=main)
+    add_device_arg(p)
+    p.set_defaults(main=device_main(main))
 
 
 def main(args) -> int:
@@ -65,7 +68,7 @@ def main(args) -> int:
                     regimes=regimes, tau=DEFAULT_TAU if args.tau is None else args.tau,
                     beta=args.beta, m_max=args.m_max, full_policy=args.full_policy, coding=args.coding,
                     top_k=args.top_k, residual_bits=args.residual_bits, tau_refine=args.tau_refine,
-                    seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega,
+                    index=args.index, seed=args.seed, frames=args.frames, b_raw_bits=args.b_raw, omega=args.omega,
                     channel=args.channel, snr_db=args.snr_db, modulation=args.modulation, code=args.code,
                     max_attempts=args.max_attempts)
     for rule in cfg.rules:  # validate every link config before the long work starts

@@ -18,11 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from semcom.commands import HELP
-from semcom.commands._common import add_model_args, jsonable, model_kind, out_console, print_json, progress
+from semcom.commands._common import (
+    add_device_arg,
+    add_model_args,
+    device_of,
+    jsonable,
+    model_kind,
+    out_console,
+    print_json,
+    progress,
+)
 from semcom.config import validated
 from semcom.errors import ConfigError
 
-ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae", "codebook")
+ALGORITHMS = ("autoencoder", "algorithm1", "beta-vae", "codebook", "robust")
 
 
 def add_parser(sub) -> None:
@@ -30,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--algorithm", choices=ALGORITHMS, default="autoencoder",
                    help="autoencoder: plain MSE training (default); algorithm1: the Hopfield paper's Algorithm 1, "
                    "Lagrangian (7); beta-vae: the beta-VAE encoder variant; codebook: the grounded codebook "
-                   "paper's VQ-VAE (--variant)")
+                   "paper's VQ-VAE (--variant); robust: the robust masked VQ-VAE paper's shipped models (--variant, "
+                   "--dataset)")
     p.add_argument("--images", default=None, help="a folder of images or a video file to train on "
                    "(default: the photographs bundled with scikit-image and scikit-learn; "
                    "for algorithm1, the content regimes rendered with seeds >= --train-seed)")
@@ -43,7 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="frames per batch (algorithm1: clips per batch)")
     p.add_argument("--clip-frames", type=int, default=None, help="algorithm1: frames per training clip")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--d", type=int, default=None, help="latent dimension")
+    p.add_argument("--d", "--latent-dim", dest="d", type=int, default=None,
+                   help="latent dimension (--latent-dim under torchrun, whose parser misreads --d)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--d0", type=float, default=None, help="algorithm1: target distortion D0 (MSE); default "
                    "0.5 dB below the --init (or shipped) model's every-frame-a-miss PSNR")
@@ -60,7 +71,10 @@ def add_parser(sub) -> None:
     p.add_argument("--train-seed", type=int, default=None, help="algorithm1: first regime seed (eval uses 0)")
     p.add_argument("--regimes", nargs="+", default=None, help="algorithm1: the content regimes to train on")
     p.add_argument("--pool-seeds", type=int, default=None, help="algorithm1: rendered clips per regime")
-    p.add_argument("--variant", default=None, help="codebook: vqvae, vqvae+entropy, vqvae+channel or proposed "
+    p.add_argument("--dataset", default=None, help="robust: mnist5k (default), digits, or the path of a CIFAR-10 "
+                   "python folder, a Stanford Cars folder or an image folder")
+    p.add_argument("--variant", default=None, help="robust: one of the shipped models (masked-vqvae+fim+at, ...); "
+                   "codebook: vqvae, vqvae+entropy, vqvae+channel or proposed "
                    "(the paper's ablation; default proposed)")
     p.add_argument("--J", type=int, default=None, help="codebook: codebook size, a power of two in 16..4096")
     p.add_argument("--p", type=float, default=None, help="codebook: BSC flip probability of the channel-aware "
@@ -68,13 +82,14 @@ def add_parser(sub) -> None:
     p.add_argument("--vgg16", type=Path, default=None, help="codebook: a local VGG16 state dict for the paper's "
                    "perceptual term (without it: MSE + MS-SSIM)")
     add_model_args(p)
+    add_device_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(main=main)
 
 
 #: Options that only some algorithms take: option -> (config field, algorithms that take it).
 _ONLY = {
-    "init": ("init", ("algorithm1", "beta-vae")),
+    "init": ("init", ("algorithm1", "beta-vae", "robust")),
     "epochs": ("epochs", ("algorithm1",)),
     "clip_frames": ("clip_frames", ("algorithm1",)),
     "d0": ("d0", ("algorithm1",)),
@@ -89,7 +104,8 @@ _ONLY = {
     "train_seed": ("train_seed", ("algorithm1",)),
     "regimes": ("regimes", ("algorithm1",)),
     "pool_seeds": ("pool_seeds", ("algorithm1",)),
-    "variant": ("variant", ("codebook",)),
+    "variant": ("variant", ("codebook", "robust")),
+    "dataset": ("dataset", ("robust",)),
     "J": ("J", ("codebook",)),
     "p": ("p", ("codebook",)),
     "vgg16": ("vgg16", ("codebook",)),
@@ -114,21 +130,42 @@ def _images(args) -> tuple[list, str]:
 
 
 def main(args) -> int:
+    """Train on this process, or on every process of a torchrun launch (semcom.training.distributed): each rank
+    trains on its slice of the global batch; rank 0 alone writes the weights, the run folder and the summary."""
+    from semcom.training.distributed import distributed, refuse_distributed
+
     _check_options(args)
+    if args.algorithm == "robust":
+        from semcom.commands.attack import train_robust
+
+        return train_robust(args)
+    device = device_of(args)
+    if args.algorithm == "codebook":
+        from semcom.training.vqvae import NOT_DISTRIBUTED
+
+        refuse_distributed("--algorithm codebook", NOT_DISTRIBUTED)
+    with distributed(device) as dist:
+        return _main(args, dist)
+
+
+def _main(args, dist) -> int:
     t0 = time.perf_counter()
     spatial = model_kind(args) == "spatial"
     if spatial and args.algorithm not in ("autoencoder", "codebook"):
         raise ConfigError(f"--algorithm {args.algorithm} trains sphere64, not {args.model}")
     if args.algorithm == "codebook":
-        summary, model, extra = _codebook(args)
+        summary, model, extra = _codebook(args, dist)
     elif spatial:
-        summary, model, extra = _codec(args)
+        summary, model, extra = _codec(args, dist)
     elif args.algorithm == "algorithm1":
-        summary, model, extra = _algorithm1(args)
+        summary, model, extra = _algorithm1(args, dist)
     elif args.algorithm == "beta-vae":
-        summary, model, extra = _beta_vae(args)
+        summary, model, extra = _beta_vae(args, dist)
     else:
-        summary, model, extra = _autoencoder(args)
+        summary, model, extra = _autoencoder(args, dist)
+    if not dist.is_main:  # rank 0 writes the weights and the record
+        return 0
+    summary["processes"] = dist.world_size
     algorithm = "rate-distortion" if spatial and args.algorithm != "codebook" else args.algorithm
     model_name = "codebook" if algorithm == "codebook" else args.model
     summary = {"algorithm": algorithm, "model": model_name, "output": str(extra.pop("path"))} | summary
@@ -163,7 +200,7 @@ def main(args) -> int:
     return 0
 
 
-def _autoencoder(args):
+def _autoencoder(args, dist):
     from semcom.models import save_autoencoder
     from semcom.training.autoencoder import TrainConfig, train_autoencoder
 
@@ -171,9 +208,9 @@ def _autoencoder(args):
                                    "d": args.d, "seed": args.seed}.items() if v is not None}
     cfg = validated(TrainConfig, **overrides)
     images, data_name = _images(args)
-    with progress(cfg.steps, "training", args.json) as step:
-        model, losses = train_autoencoder(images, cfg, progress=lambda s, loss: step(f"mse {loss:.4f}"))
-    path = save_autoencoder(model, args.output)
+    with progress(cfg.steps, "training", args.json or not dist.is_main) as step:
+        model, losses = train_autoencoder(images, cfg, progress=lambda s, loss: step(f"mse {loss:.4f}"), dist=dist)
+    path = save_autoencoder(model, args.output) if dist.is_main else None
     return ({"data": data_name, "config": cfg.model_dump(), "final_mse": float(np.mean(losses[-50:]))},
             model, {"path": path, "losses": losses})
 
@@ -186,7 +223,7 @@ def _load_init(args):
     return load_autoencoder(args.init)
 
 
-def _beta_vae(args):
+def _beta_vae(args, dist):
     from semcom.training.algorithm1 import save_trained
     from semcom.training.beta_vae import BetaVAEConfig, train_beta_vae
 
@@ -196,18 +233,19 @@ def _beta_vae(args):
     cfg = validated(BetaVAEConfig, **overrides)
     init = _load_init(args)
     images, data_name = _images(args)
-    with progress(cfg.steps, "beta-VAE", args.json) as step:
-        vae, log = train_beta_vae(images, cfg, init=init,
+    with progress(cfg.steps, "beta-VAE", args.json or not dist.is_main) as step:
+        vae, log = train_beta_vae(images, cfg, init=init, dist=dist,
                                   progress=lambda s, r: step(f"mse {r['mse']:.4f} kl {r['kl']:.1f}"))
     model = vae.to_autoencoder()
-    path = save_trained(model, args.output, kind="beta-vae-mean", algorithm="beta-vae", beta_kl=cfg.beta_kl)
+    path = save_trained(model, args.output, kind="beta-vae-mean", algorithm="beta-vae",
+                        beta_kl=cfg.beta_kl) if dist.is_main else None
     summary = {"data": data_name, "config": cfg.model_dump() | {"init": str(args.init) if args.init else None},
                "final_mse": float(np.mean([r["mse"] for r in log[-50:]])),
                "final_kl": float(np.mean([r["kl"] for r in log[-50:]]))}
     return summary, model, {"path": path, "log": log}
 
 
-def _algorithm1(args):
+def _algorithm1(args, dist):
     from semcom.training.algorithm1 import Algorithm1Config, save_trained, train_algorithm1, write_trajectories
 
     fields = {"steps_per_epoch": args.steps, "clips_per_batch": args.batch_size, "lr": args.lr, "d": args.d,
@@ -231,11 +269,13 @@ def _algorithm1(args):
         if reference.hparams != {"d": cfg.d, "height": cfg.height, "width": cfg.width, "base": cfg.base}:
             raise ConfigError("d0 has no default for a model shaped unlike the shipped one: pass --d0 or --init")
     total = cfg.epochs * cfg.steps_per_epoch
-    with progress(total, "algorithm 1", args.json) as step:
-        result = train_algorithm1(cfg, init=init, images=images, reference=reference,
+    with progress(total, "algorithm 1", args.json or not dist.is_main) as step:
+        result = train_algorithm1(cfg, init=init, images=images, reference=reference, dist=dist,
                                   progress=lambda e, s, r: step(f"epoch {e + 1} D {r['distortion']:.4f} "
                                                                 f"tau {r['tau']:.3f} lambda {r['lambda']:.3g}"))
     model = result.export()
+    if not dist.is_main:
+        return {}, model, {}
     path = save_trained(model, args.output, kind="autoencoder" if cfg.encoder == "autoencoder" else "beta-vae-mean",
                         algorithm="algorithm1", tau=f"{result.tau:.6f}", d0=f"{result.d0:.6g}")
     last = result.history[-1]
@@ -261,7 +301,7 @@ def _photo_split(args) -> tuple[list, tuple[str, ...], str, list]:
             f"{len(TRAIN_PHOTOS)} bundled photos no content regime uses", [load_photo(n) for n in VALIDATION_PHOTOS])
 
 
-def _codec(args):
+def _codec(args, dist):
     """A spatial codec of the zoo (semcom.training.codec): rate-distortion training on photos split by photo."""
     from semcom.sources.photos import VALIDATION_PHOTOS
     from semcom.training.codec import CodecTrainConfig, save_codec, train_codec
@@ -270,11 +310,13 @@ def _codec(args):
                                    "seed": args.seed}.items() if v is not None}
     cfg = validated(CodecTrainConfig, **overrides)
     images, names, data_name, validation = _photo_split(args)
-    with progress(cfg.steps, "training", args.json) as step:
-        model, log = train_codec(images, cfg, validation,
+    with progress(cfg.steps, "training", args.json or not dist.is_main) as step:
+        model, log = train_codec(images, cfg, validation, dist=dist,
                                  progress=lambda s, r: step(f"bpp {r['bpp']:.3f} mse {r['mse']:.4f}"),
                                  checkpoint=lambda m, s, lg: save_codec(m, args.output, cfg, names,
                                                                         VALIDATION_PHOTOS, lg))
+    if not dist.is_main:
+        return {}, model, {}
     path = save_codec(model, args.output, cfg, names, VALIDATION_PHOTOS, log)
     validation_rows = next((r["validation"] for r in reversed(log) if "validation" in r), None)
     summary = {"data": data_name, "config": cfg.model_dump(),
@@ -284,7 +326,7 @@ def _codec(args):
     return summary, model, {"path": path, "log": log}
 
 
-def _codebook(args):
+def _codebook(args, dist):
     """The grounded codebook paper's VQ-VAE (semcom.training.vqvae), one ablation variant, on photos split by
     photo."""
     from semcom.sources.photos import VALIDATION_PHOTOS
@@ -305,7 +347,7 @@ def _codebook(args):
         return save_vqvae(m, args.output, cfg, names, VALIDATION_PHOTOS, lg, perceptual=perceptual)
 
     with progress(cfg.steps, f"codebook {cfg.variant}", args.json) as step:
-        model, log = train_vqvae(images, cfg, validation, vgg16_weights=args.vgg16,
+        model, log = train_vqvae(images, cfg, validation, vgg16_weights=args.vgg16, dist=dist,
                                  progress=lambda s, r: step(f"mse {r['mse']:.4f} q {r['quantization']:.4f}"),
                                  checkpoint=save)
     path = save(model, cfg.steps, log)

@@ -16,17 +16,31 @@ Throughput (frames per second)
       misses), with a small memory (``m_max`` = 256). Each timed pass builds
       a fresh transmitter/receiver pair (microseconds) and streams all frames.
 
-Retrieval (seconds per call against the memory size ``M``)
+Retrieval (seconds per call against the memory size ``M``; docs/scale.md)
     For each ``M`` a :class:`PrototypeMemory` is filled with ``M`` random unit
-    vectors by :func:`filled_memory`, which assigns the memory's internal
-    ``_data`` / ``_last_used`` / ``size`` directly (one ``randn`` + normalise,
-    instead of ``M`` Python-level :meth:`PrototypeMemory.write` calls). The
-    ops are ``NearestRule.decide``, ``HopfieldRule.decide`` (``top_k=4``),
-    ``PaperRule.decide``, ``HopfieldRule.readout`` (what the receiver computes
-    on a hit) and :func:`hopfield_retrieve` for 64 queries. Each is compared
-    with its *floor*: the single product every op has to do at least once,
-    ``prototypes @ z`` (M, d) x (d,) for the one-query ops and
-    ``Q @ prototypes.T`` (64, d) x (d, M) for the batch.
+    vectors by :func:`filled_memory` (:meth:`PrototypeMemory.filled`: one
+    ``randn`` + normalise, instead of ``M`` Python-level writes). Every op is
+    compared with the *best floor* of its group, measured in the same
+    interleaved rounds: the fastest of the products every op has to do at
+    least once, for one query ``P @ z`` (the (M, d) layout) and ``z @ PT``
+    (the memory's contiguous (d, M) copy), for a batch of 64 ``Q @ P.T`` and
+    ``Q @ PT``, all in torch (numpy's own BLAS has a second thread pool that
+    fights torch's on a shared machine; docs/scale.md). The one-query ops: the exact scan
+    (:meth:`PrototypeMemory.nearest`), ``NearestRule.decide``,
+    ``HopfieldRule.decide`` (``top_k=4``) with its readouts cached (a run of
+    hits) and after a miss (caches dropped), ``PaperRule.decide``,
+    ``HopfieldRule.readout`` (what the receiver computes on a hit) cached and
+    after a miss, and, with ``index="approx"``, the inverted file's search and
+    ``NearestRule.decide`` through it. The batch ops:
+    :meth:`PrototypeMemory.nearest_batch`, ``NearestRule.decide_batch`` and
+    :func:`hopfield_retrieve` for 64 queries.
+
+Approximate index (``index``, with ``index="approx"``)
+    The index's build seconds (all torch threads), and on ``queries`` queries
+    (half near a stored prototype, at cosines spread around ``tau``, half
+    random) its recall@1 against the exact scan and the fraction of
+    ``nearest`` hit/miss decisions identical to the exact rule's (a hit on a
+    different slot counts as different).
 
 Threads (``threads_per_frame``)
     The per-frame loop at 1 and 2 torch threads side by side
@@ -143,17 +157,12 @@ def random_unit(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
 def filled_memory(m: int, d: int, seed: int = 0) -> PrototypeMemory:
     """A full :class:`PrototypeMemory` (size = m_max = ``m``) of random unit prototypes.
 
-    Written directly into the memory's internal state (``_data``,
-    ``_last_used``, ``size``), which is what ``m`` calls to
+    :meth:`PrototypeMemory.filled`: what ``m`` calls to
     :meth:`PrototypeMemory.write` would leave, minus the recency stamps,
     all zero here (irrelevant to retrieval).
     """
-    mem = PrototypeMemory(d, m_max=m, full_policy="lru")
     g = torch.Generator().manual_seed(seed)
-    mem._data = random_unit(m, d, g).contiguous()
-    mem._last_used = np.zeros(m, dtype=np.int64)
-    mem.size = m
-    return mem
+    return PrototypeMemory.filled(random_unit(m, d, g), m_max=m, full_policy="lru")
 
 
 def scene_stream(frames: int, d: int, scenes: int = 16, stay: float = 0.9, noise: float = 0.03,
@@ -242,40 +251,105 @@ def _throughput(model: SphericalAutoencoder, d: int, frames: int, repeats: int |
 # ----------------------------------------------------------------------------- retrieval
 
 
+def decision_queries(mem: PrototypeMemory, n: int, seed: int, tau: float = TAU) -> torch.Tensor:
+    """``n`` unit queries (n, d): the first half near stored prototypes, at cosines spread over about
+    ``[tau - 0.1, tau + 0.08]`` (the hit/miss boundary), the rest uniform on the sphere (misses)."""
+    g = torch.Generator().manual_seed(seed)
+    half, d = n // 2, mem.d
+    near = torch.randint(mem.size, (half,), generator=g)
+    # cos(mu, normalize(mu + s e)) ~ 1 / sqrt(1 + s^2 d) for e ~ N(0, I): s * sqrt(d) in [0.2, 0.75]
+    spread = (0.2 + 0.55 * torch.rand(half, 1, generator=g)) / math.sqrt(d)
+    q = mem.prototypes[near] + spread * torch.randn(half, d, generator=g)
+    return F.normalize(torch.cat([q, torch.randn(n - half, d, generator=g)]), dim=1)
+
+
+def _agreement(mem: PrototypeMemory, queries: torch.Tensor, tau: float = TAU) -> dict:
+    """How the approximate index's ``nearest`` decisions compare with the exact scan's on ``queries``."""
+    exact_j, exact_s = mem.nearest_batch(queries)
+    approx_j = mem.approx_index().search_batch(queries.numpy(), 1)[:, 0]
+    approx_s = np.einsum("id,id->i", mem.prototypes[torch.from_numpy(approx_j)].numpy(), queries.numpy())
+    exact_hit, approx_hit = exact_s >= tau, approx_s >= tau
+    same = (exact_hit == approx_hit) & (~exact_hit | (exact_j == approx_j))
+    return {"queries": len(queries), "exact_hit_rate": float(exact_hit.mean()),
+            "decision_agreement": float(same.mean()), "hit_miss_agreement": float((exact_hit == approx_hit).mean()),
+            "recall_at_1": float((exact_j == approx_j).mean()),
+            "recall_at_1_on_hits": float((exact_j == approx_j)[exact_hit].mean()) if exact_hit.any() else None}
+
+
 def _retrieval(m: int, d: int, repeats: int | None, min_block_s: float, budget_s: float, min_repeats: int,
-               max_repeats: int, seed: int) -> list[dict]:
+               max_repeats: int, seed: int, index: str = "exact",
+               queries: int = 1000) -> tuple[list[dict], dict | None]:
+    import copy
+
     mem = filled_memory(m, d, seed)
-    p = mem.prototypes
+    p, pt_np = mem.prototypes, mem.transposed
+    pt = torch.from_numpy(pt_np)
     g = torch.Generator().manual_seed(seed + 1)
     j = int(torch.randint(m, (1,), generator=g))
     # a query near a stored prototype (a plausible hit), and 64 random queries for the batch
     z = F.normalize(p[j] + 0.05 * torch.randn(d, generator=g), dim=0)
     q = random_unit(BATCH, d, g)
+    z_np, zq = z.numpy(), z[None]
     nearest, hopfield, paper = (R(TAU, BETA, TOP_K) for R in (NearestRule, HopfieldRule, PaperRule))
 
+    cold = copy.copy(mem)  # the same arrays with caches of its own, emptied before every call
+    cold._derived = {}
+
+    def after_miss(fn: Callable[[PrototypeMemory], object]) -> Callable[[], object]:
+        def run() -> object:
+            cold.forget_derived()  # what a write does to the caches
+            return fn(cold)
+        return run
+
     single = {
-        "floor": lambda: p @ z,
+        "floor: P @ z (torch)": lambda: p @ z,
+        "floor: z @ PT (torch)": lambda: zq @ pt,
+        "exact: memory.nearest": lambda: mem.nearest(z),
         "nearest.decide": lambda: nearest.decide(z, mem),
         f"hopfield.decide(top_k={TOP_K})": lambda: hopfield.decide(z, mem),
+        f"hopfield.decide(top_k={TOP_K}), after a miss": after_miss(lambda m: hopfield.decide(z, m)),
         "paper.decide": lambda: paper.decide(z, mem),
         "hopfield.readout": lambda: hopfield.readout(j, mem),
+        "hopfield.readout, after a miss": after_miss(lambda m: hopfield.readout(j, m)),
     }
+    approx = None
+    if index == "approx":
+        t0 = time.perf_counter()
+        ann = mem.approx_index(threads=torch.get_num_threads())
+        build_s = time.perf_counter() - t0
+        from semcom.memory.index import library
+
+        approx = {"M": m, "d": d, "library": library(), "nlist": ann.nlist, "nprobe": ann.nprobe,
+                  "build_seconds": build_s,
+                  "build_threads": torch.get_num_threads(),
+                  **_agreement(mem, decision_queries(mem, queries, seed + 2))}
+        amem = copy.copy(mem)  # the same arrays and index, searched through the index
+        amem.index = "approx"
+        single["approx: index search (1 query)"] = lambda: ann.search(z_np, 1)
+        single["approx: nearest.decide"] = lambda: nearest.decide(z, amem)
     batch = {
-        "floor": lambda: q @ p.T,
+        "floor: Q @ P.T (torch)": lambda: q @ p.T,
+        "floor: Q @ PT (torch)": lambda: q @ pt,
+        f"exact: memory.nearest_batch(B={BATCH})": lambda: mem.nearest_batch(q),
+        f"nearest.decide_batch(B={BATCH})": lambda: nearest.decide_batch(q, mem),
         f"hopfield_retrieve(B={BATCH})": lambda: hopfield_retrieve(q, p, BETA),
     }
     rows = []
-    for fns, floor_desc in ((single, "P @ z  (M,d)x(d)"), (batch, f"Q @ P.T  ({BATCH},d)x(d,M)")):
+    for group, fns in (("one query", single), (f"batch of {BATCH}", batch)):
         samples = time_interleaved(fns, repeats, min_block_s=min_block_s, budget_s=budget_s / 2,
                                    min_repeats=min_repeats, max_repeats=max_repeats)
-        floor = statistics.median(samples["floor"])
-        for op, ss in samples.items():
-            if op == "floor":
-                continue
-            s = statistics.median(ss)
-            rows.append({"M": m, "d": d, "op": op, "seconds": s, "floor_seconds": floor,
-                         "ratio_to_floor": s / floor, "floor": floor_desc, "samples": len(ss)})
-    return rows
+        seconds = {op: statistics.median(ss) for op, ss in samples.items()}
+        floors = {op: s for op, s in seconds.items() if op.startswith("floor")}
+        best_op = min(floors, key=floors.get)
+        for op, s in seconds.items():
+            rows.append({"M": m, "d": d, "group": group, "op": op, "seconds": s, "floor_seconds": floors[best_op],
+                         "ratio_to_floor": s / floors[best_op], "floor": best_op.removeprefix("floor: "),
+                         "samples": len(samples[op])})
+        if approx is not None and group == "one query":
+            s = seconds["approx: nearest.decide"]
+            approx.update(seconds_per_query=s, ratio_to_floor=s / floors[best_op],
+                          search_seconds=seconds["approx: index search (1 query)"])
+    return rows, approx
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -409,8 +483,13 @@ def startup_times(repeats: int = 3) -> dict:
 
 def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 256, repeats: int | None = None,
               quick: bool = False, seed: int = 0, models: Sequence[str] = ("hyperprior",),
-              quality: int | None = None, thread_counts: Sequence[int] = (1, 2), startup: bool = True) -> dict:
+              quality: int | None = None, thread_counts: Sequence[int] = (1, 2), startup: bool = True,
+              index: str = "approx", retrieval_only: bool = False, queries: int | None = None) -> dict:
     """Run the CPU benchmark; returns a JSON-serialisable dict (see the module docstring).
+
+    ``index="approx"`` also builds and times the approximate index at every
+    memory size (``queries`` decision queries, default 1000, quick 200);
+    ``retrieval_only`` skips everything but retrieval (``semcom bench --m``).
 
     ``repeats`` is the number of timed blocks (samples) per op; the default,
     None, takes as many as fit a time budget (per memory size: 20 s, quick
@@ -428,17 +507,26 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
         frames = min(frames, 64)
     # quick: short blocks, small budgets, and a single sample allowed for the slowest ops
     min_block_s, min_repeats, max_repeats = (2e-3, 1, 9) if quick else (5e-3, 3, 25)
+    if index not in ("exact", "approx"):
+        raise ValueError(f"index must be 'exact' or 'approx', not {index!r}")
     model, weights = bench_model(d)
-    throughput, batching = _throughput(model, d, frames, repeats, budget_s=3.0 if quick else 40.0,
-                                       min_repeats=min_repeats, max_repeats=max_repeats)
-    zoo = _zoo_throughput(models, quality, 16 if quick else 48, budget_s=3.0 if quick else 20.0,
-                          min_repeats=min_repeats, max_repeats=max_repeats)
-    threads = _thread_loops([] if quick else models, quality, 8 if quick else 16, tuple(thread_counts),
-                            budget_s=3.0 if quick else 20.0, min_repeats=min_repeats, max_repeats=max_repeats)
+    throughput, batching, zoo, threads = [], [], [], []
+    if not retrieval_only:
+        throughput, batching = _throughput(model, d, frames, repeats, budget_s=3.0 if quick else 40.0,
+                                           min_repeats=min_repeats, max_repeats=max_repeats)
+        zoo = _zoo_throughput(models, quality, 16 if quick else 48, budget_s=3.0 if quick else 20.0,
+                              min_repeats=min_repeats, max_repeats=max_repeats)
+        threads = _thread_loops([] if quick else models, quality, 8 if quick else 16, tuple(thread_counts),
+                                budget_s=3.0 if quick else 20.0, min_repeats=min_repeats, max_repeats=max_repeats)
     retrieval: list[dict] = []
+    approx: list[dict] = []
     for m in sizes:
-        retrieval += _retrieval(int(m), d, repeats, min_block_s, budget_s=2.5 if quick else 20.0,
-                                min_repeats=min_repeats, max_repeats=max_repeats, seed=seed)
+        budget_s = 2.5 if quick else (120.0 if retrieval_only else 20.0)
+        rows, graph = _retrieval(int(m), d, repeats, min_block_s, budget_s=budget_s,
+                                 min_repeats=min_repeats, max_repeats=max_repeats, seed=seed, index=index,
+                                 queries=queries or (200 if quick else 1000))
+        retrieval += rows
+        approx += [graph] if graph else []
     return {
         "device": "cpu",
         "threads": torch.get_num_threads(),
@@ -451,8 +539,9 @@ def run_bench(sizes: Sequence[int] = DEFAULT_SIZES, d: int = 64, frames: int = 2
         "batching": batching,
         "models": zoo,
         "threads_per_frame": threads,
-        "startup": startup_times(1 if quick else 5) if startup else None,
+        "startup": startup_times(1 if quick else 5) if startup and not retrieval_only else None,
         "retrieval": retrieval,
+        "index": approx,
     }
 
 
@@ -490,17 +579,32 @@ def format_bench(result: dict) -> list:
     for r in result.get("models", []):
         t4.add_row(r["model"], r["what"], f"{r['fps']:,.0f}", f"{r['ratio_to_sphere64']:.3f}x", str(r["samples"]))
 
-    t3 = Table(title=f"Retrieval vs memory size (median per call, {head})")
-    for c in ("M", "d", "op", "time", "floor", "floor op", "ratio", "n"):
+    t3 = Table(title=f"Retrieval vs memory size (median per call; ratio to the best floor of the group, {head})")
+    for c in ("M", "d", "op", "time", "best floor", "floor op", "ratio", "n"):
         t3.add_column(c, justify="left" if c in ("op", "floor op") else "right")
     prev = None
     for r in result["retrieval"]:
-        if prev is not None and r["M"] != prev:
+        key = (r["M"], r.get("group"))
+        if prev is not None and key != prev:
             t3.add_section()
-        prev = r["M"]
+        prev = key
         t3.add_row(f"{r['M']:,}", str(r["d"]), escape(r["op"]), _fmt_s(r["seconds"]), _fmt_s(r["floor_seconds"]),
-                   r.get("floor", ""), f"{r['ratio_to_floor']:.1f}x", str(r.get("samples", "")))
-    tables = [t1, t2, t4]
+                   escape(r.get("floor", "")), f"{r['ratio_to_floor']:.2f}x", str(r.get("samples", "")))
+    t7 = None
+    if result.get("index"):
+        t7 = Table(title="Approximate index against the exact scan (nearest rule, tau = 0.9)")
+        for c in ("M", "library", "build", "per query", "ratio", "decisions identical", "hit/miss identical",
+                  "recall@1", "recall@1 on hits", "exact hit rate", "queries"):
+            t7.add_column(c, justify="left" if c == "library" else "right")
+        for r in result["index"]:
+            rh = r["recall_at_1_on_hits"]
+            t7.add_row(f"{r['M']:,}", f"{r['library']} (nlist={r['nlist']}, nprobe={r['nprobe']})",
+                       f"{r['build_seconds']:.1f} s ({r['build_threads']} thr)", _fmt_s(r["seconds_per_query"]),
+                       f"{r['ratio_to_floor']:.3f}x", f"{r['decision_agreement']:.2%}",
+                       f"{r['hit_miss_agreement']:.2%}",
+                       f"{r['recall_at_1']:.2%}", "" if rh is None else f"{rh:.2%}", f"{r['exact_hit_rate']:.2f}",
+                       str(r["queries"]))
+    tables = [t for t in (t1, t2, t4) if t.row_count]
     rows = result.get("threads_per_frame") or []
     if rows:
         counts = [int(k[4:]) for k in rows[0] if k.startswith("fps_")]
@@ -520,4 +624,4 @@ def format_bench(result: dict) -> list:
             t6.add_row(escape(r["what"]), f"{r['seconds']:.3f}", f"{r['beyond_python_s']:.3f}",
                        f"{r['ratio_to_python']:.1f}x", f"{r['ratio_to_import_torch']:.2f}x")
         tables.append(t6)
-    return [*tables, t3]
+    return [*tables, t3, *([t7] if t7 is not None else [])]

@@ -138,34 +138,47 @@ def _mean(values) -> float | None:
 # ====================================================================== Figs. 3-4
 
 
-def _vq_rows(variant: str, images: np.ndarray, cfg: CodebookReproConfig, progress: Progress,
-             lpips=None) -> tuple[list[dict], dict]:
-    """The variant's row at every SNR, and its codebook's row (error-free scores, index entropy, codewords
-    used, training time)."""
-    from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter, IndexAirLink, load_variant
+def _vq_codebook(variant: str, images: np.ndarray, lpips=None) -> tuple[dict, torch.Tensor]:
+    """The variant's codebook row (error-free scores, index entropy, codewords used, training time) and the
+    indices of ``images``."""
+    from semcom.schemes.codebook import CodebookReceiver, CodebookTransmitter
 
-    model = load_variant(variant)
-    tx, rx = CodebookTransmitter(model), CodebookReceiver(model)
-    idx = tx.indices(images)
-    p, s, lp = _scores(images, rx.frames(idx), lpips)
-    codebook = {"scheme": variant, "J": model.J, "psnr_db_error_free": p, "ms_ssim_error_free": s,
-                "lpips_error_free": lp, **model.usage(idx),
-                "train_seconds": _float(model.metadata.get("train_seconds")),
-                "reconstruction": model.metadata.get("reconstruction")}
-    air = IndexAirLink(model.J, seed=cfg.seed, code=cfg.code)
-    rows = []
-    for snr in cfg.snrs:
-        scores, uses = [], 0
-        for _ in range(cfg.trials):
-            got, uses = air.send(idx, snr)
-            scores.append(_scores(images, rx.frames(got), lpips))
-        ps, ss, ls = zip(*scores)
-        rows.append({"scheme": variant, "code": cfg.code, "snr_db": snr, "psnr_db": float(np.mean(ps)),
-                     "ms_ssim": float(np.mean(ss)), "lpips": _mean(ls), "bits_per_image": model.bits_per_image,
-                     "channel_uses_per_image": uses / len(images), "failed_fraction": 0.0})
-    if progress:
-        progress(variant)
-    return rows, codebook
+    model = _variant(variant)
+    idx = CodebookTransmitter(model).indices(images)
+    p, s, lp = _scores(images, CodebookReceiver(model).frames(idx), lpips)
+    return {"scheme": variant, "J": model.J, "psnr_db_error_free": p, "ms_ssim_error_free": s,
+            "lpips_error_free": lp, **model.usage(idx), "train_seconds": _float(model.metadata.get("train_seconds")),
+            "reconstruction": model.metadata.get("reconstruction")}, idx
+
+
+def _vq_row(variant: str, idx, images: np.ndarray, cfg: CodebookReproConfig, snr: float, seed: int,
+            lpips=None) -> dict:
+    """The variant's row at ``snr`` dB: ``cfg.trials`` sends of the indices over a link seeded by ``seed``."""
+    from semcom.schemes.codebook import CodebookReceiver, IndexAirLink
+
+    model = _variant(variant)
+    rx = CodebookReceiver(model)
+    air = IndexAirLink(model.J, seed=seed, code=cfg.code)
+    scores, uses = [], 0
+    for _ in range(cfg.trials):
+        got, uses = air.send(idx, snr)
+        scores.append(_scores(images, rx.frames(got), lpips))
+    ps, ss, ls = zip(*scores)
+    return {"scheme": variant, "code": cfg.code, "snr_db": snr, "psnr_db": float(np.mean(ps)),
+            "ms_ssim": float(np.mean(ss)), "lpips": _mean(ls), "bits_per_image": model.bits_per_image,
+            "channel_uses_per_image": uses / len(images), "failed_fraction": 0.0}
+
+
+_VARIANTS: dict = {}
+
+
+def _variant(variant: str):
+    """The shipped ``variant``, loaded once per process (sweep cells of one worker share it)."""
+    from semcom.schemes.codebook import load_variant
+
+    if variant not in _VARIANTS:
+        _VARIANTS[variant] = load_variant(variant)
+    return _VARIANTS[variant]
 
 
 def _anchor_files(scheme: str, images: np.ndarray) -> tuple[list[bytes], np.ndarray, dict]:
@@ -182,54 +195,66 @@ def _anchor_files(scheme: str, images: np.ndarray) -> tuple[list[bytes], np.ndar
     return files, np.stack(decoded), setting
 
 
-def _anchor_rows(scheme: str, images: np.ndarray, cfg: CodebookReproConfig, progress: Progress,
-                 lpips=None) -> list[dict]:
+def _anchor_row(scheme: str, anchor: tuple, images: np.ndarray, cfg: CodebookReproConfig, snr: float, seed: int,
+                lpips=None) -> dict:
+    """The anchor's row at ``snr`` dB: ``cfg.trials`` sends of its files over a link seeded by ``seed``."""
     from semcom.phy.link import DigitalLink
 
-    files, decoded, setting = _anchor_files(scheme, images)
-    link = DigitalLink(modulation="qam64", channel="rayleigh", code="ldpc-1/2", coherence_symbols=1,
-                       seed=cfg.seed + 1)
+    files, decoded, setting = anchor
+    link = DigitalLink(modulation="qam64", channel="rayleigh", code="ldpc-1/2", coherence_symbols=1, seed=seed)
     grey = np.full_like(images[0], 128)
-    rows = []
-    for snr in cfg.snrs:
-        scores, failed, uses = [], 0, 0
-        for _ in range(cfg.trials):
-            res = link.transmit(files, snr_db=snr)
-            uses = res.channel_uses
-            shown = [decoded[i] if got == files[i] else grey for i, got in enumerate(res.packets)]
-            failed += sum(got != files[i] for i, got in enumerate(res.packets))
-            scores.append(_scores(images, np.stack(shown), lpips))
-        ps, ss, ls = zip(*scores)
-        rows.append({"scheme": scheme, "code": "ldpc-1/2", "snr_db": snr, "psnr_db": float(np.mean(ps)),
-                     "ms_ssim": float(np.mean(ss)), "lpips": _mean(ls),
-                     "bits_per_image": 8 * sum(len(f) for f in files) / len(files),
-                     "channel_uses_per_image": uses / len(files),
-                     "failed_fraction": failed / (cfg.trials * len(files)), **setting})
-    if progress:
-        progress(scheme)
-    return rows
+    scores, failed, uses = [], 0, 0
+    for _ in range(cfg.trials):
+        res = link.transmit(files, snr_db=snr)
+        uses = res.channel_uses
+        shown = [decoded[i] if got == files[i] else grey for i, got in enumerate(res.packets)]
+        failed += sum(got != files[i] for i, got in enumerate(res.packets))
+        scores.append(_scores(images, np.stack(shown), lpips))
+    ps, ss, ls = zip(*scores)
+    return {"scheme": scheme, "code": "ldpc-1/2", "snr_db": snr, "psnr_db": float(np.mean(ps)),
+            "ms_ssim": float(np.mean(ss)), "lpips": _mean(ls),
+            "bits_per_image": 8 * sum(len(f) for f in files) / len(files),
+            "channel_uses_per_image": uses / len(files),
+            "failed_fraction": failed / (cfg.trials * len(files)), **setting}
 
 
-def run_fig4(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
+def fig4_cell(context: tuple, cell: tuple[str, float], seed: int) -> dict:
+    """One row of Figs. 3-4: ``cell = (scheme, snr)``, its channel seeded by ``seed``
+    (:func:`semcom.sweeps.cell_seed` of the run's seed and the cell)."""
+    cfg, images, prepared, lpips = context
+    scheme, snr = cell
+    if scheme in SCHEMES[:4]:
+        return _vq_row(scheme, prepared[scheme], images, cfg, snr, seed, lpips)
+    return _anchor_row(scheme, prepared[scheme], images, cfg, snr, seed, lpips)
+
+
+def run_fig4(cfg: CodebookReproConfig, progress: Progress = None, strategy=None) -> dict:
     """Every scheme at every SNR (the rows of ``codebook-fig4 --json``), the error-free ceiling of each VQ
     variant with its ``index_entropy_bits`` and ``used_codewords``, and the paper's headline comparison at
-    10 dB (when 10 dB is in the sweep)."""
+    10 dB (when 10 dB is in the sweep). Each (scheme, SNR) is a cell of :func:`semcom.sweeps.map_cells`
+    (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
 
     lpips = _lpips(cfg)
     images = test_images(cfg.images, seed=7 + cfg.seed)
-    rows = []
-    codebooks = []
+    codebooks, prepared = [], {}
     for variant in SCHEMES[:4]:
-        variant_rows, codebook = _vq_rows(variant, images, cfg, progress, lpips)
-        rows += variant_rows
+        codebook, prepared[variant] = _vq_codebook(variant, images, lpips)
         codebooks.append(codebook)
     for scheme in SCHEMES[4:]:
-        rows += _anchor_rows(scheme, images, cfg, progress, lpips)
+        prepared[scheme] = _anchor_files(scheme, images)
+    cells = fig4_cells(cfg)
+    rows = map_cells(fig4_cell, cells, (cfg, images, prepared, lpips), cfg.seed, progress, strategy)
     return {"rows": rows, "codebooks": codebooks, "headline": headline(rows), "paper": PAPER,
             "lpips_variant": None if lpips is None else lpips.variant,
             "images": {"count": len(images), "source": "64x64 views of the regime photos (never trained on)"},
             "channel": {"modulation": "qam64", "channel": "rayleigh", "coherence_symbols": 1,
                         "vq_code": cfg.code, "anchor_code": "ldpc-1/2"}}
+
+
+def fig4_cells(cfg: CodebookReproConfig) -> list[tuple[str, float]]:
+    """``(scheme, snr)`` for every scheme and SNR."""
+    return [(scheme, snr) for scheme in SCHEMES for snr in cfg.snrs]
 
 
 def _float(v) -> float | None:
@@ -311,59 +336,29 @@ def _kmeans_codebook(train_z: torch.Tensor, J: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(km.cluster_centers_).float()
 
 
-def run_j(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
+def run_j(cfg: CodebookReproConfig, progress: Progress = None, strategy=None) -> dict:
     """Eq. (21) by theory and by measurement. For each ``J``, a codebook is fitted by k-means (scikit-learn) to
     the latents of the shipped ``vqvae`` variant's encoder on training-photo crops; its decoder is kept. On test
     images: ``D_q`` (20) measured, ``D_ch`` by eqs. (18)-(19) (theory, with the exact P(k|i) of (17) and the
     test index frequencies) and by Monte Carlo over a BSC(p) (measured: the mean ``||z - e_k||^2`` of the
     codeword that arrives), PSNR of the decoded images under those flips, and ``J*`` per ``p`` by eq. (21) with
-    bandwidth weight ``mu`` from both distortions."""
+    bandwidth weight ``mu`` from both distortions. Each ``J`` is a cell of :func:`semcom.sweeps.map_cells`
+    (``strategy``: serial, or Dask workers), its flips drawn from its own seed."""
     from semcom.frames import to_uint8
-    from semcom.quantization.codebook import (
-        binary_labels,
-        channel_distortion,
-        nearest_indices,
-        optimal_codebook_size,
-        quantization_distortion,
-        rate_bits_per_image,
-    )
-    from semcom.schemes.codebook import load_variant
+    from semcom.quantization.codebook import optimal_codebook_size
     from semcom.sources.photos import TRAIN_PHOTOS, load_photo
+    from semcom.sweeps import map_cells
     from semcom.training.codec import validation_views
 
-    model = load_variant("vqvae")
+    model = _variant("vqvae")
     gen = torch.Generator().manual_seed(cfg.seed)
     train = to_uint8(validation_views([load_photo(p) for p in TRAIN_PHOTOS], 512, 64, seed=99 + cfg.seed))
     train_z = _latents(model, train)
     train_z = train_z[torch.randperm(len(train_z), generator=gen)[:cfg.fit_vectors]]
     images = test_images(cfg.images, seed=7 + cfg.seed)
     z = _latents(model, images)
-    per_image = z.shape[0] // len(images)
-    rows = []
-    for J in cfg.Js:
-        codebook = _kmeans_codebook(train_z, J, cfg.seed)
-        idx = nearest_indices(z, codebook)
-        probs = torch.bincount(idx, minlength=J).double() / idx.numel()
-        d_q = quantization_distortion(z, codebook)
-        labels = binary_labels(J)
-        weights = 1 << torch.arange(labels.shape[1] - 1, -1, -1)
-        for p in cfg.ps:
-            d_ch = channel_distortion(codebook, probs, p)
-            sq, ps = [], []
-            for _ in range(cfg.trials):
-                flips = (torch.rand(labels[idx].shape, generator=gen) < p).long()
-                got = ((labels[idx] ^ flips) * weights).sum(-1)
-                sq.append(float((z - codebook[got]).pow(2).sum(-1).double().mean()))
-                zq = codebook[got].reshape(len(images), 8, 8, -1).permute(0, 3, 1, 2)
-                with torch.no_grad():
-                    shown = to_uint8((model.g_s(zq) * 0.5 + 0.5).clamp(0, 1))
-                ps.append(_scores(images, shown)[0])
-            rows.append({"J": J, "p": p, "bits_per_image": rate_bits_per_image(J, per_image),
-                         "distortion_q": d_q, "distortion_ch_theory": d_ch,
-                         "distortion_theory": d_q + d_ch, "distortion_measured": float(np.mean(sq)),
-                         "psnr_db": float(np.mean(ps)), "optimal": False, "optimal_measured": False})
-        if progress:
-            progress(f"J={J}")
+    rows = [r for got in map_cells(j_cell, list(cfg.Js), (cfg, train_z, images, z), cfg.seed, progress, strategy)
+            for r in got]
     for p in cfg.ps:
         sel = [r for r in rows if r["p"] == p]
         rate = {r["J"]: r["bits_per_image"] for r in sel}
@@ -373,6 +368,46 @@ def run_j(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
             r["optimal"], r["optimal_measured"] = r["J"] == best, r["J"] == best_m
     return {"rows": rows, "mu": cfg.mu, "model": "vqvae (encoder and decoder; k-means codebooks per J)",
             "fit_vectors": len(train_z), "test_images": len(images)}
+
+
+def j_cell(context: tuple, J: int, seed: int) -> list[dict]:
+    """The rows of one codebook size ``J`` (one per ``p``); the bit flips are drawn from ``seed``."""
+    from semcom.frames import to_uint8
+    from semcom.quantization.codebook import (
+        binary_labels,
+        channel_distortion,
+        nearest_indices,
+        quantization_distortion,
+        rate_bits_per_image,
+    )
+
+    cfg, train_z, images, z = context
+    model = _variant("vqvae")
+    gen = torch.Generator().manual_seed(seed)
+    per_image = z.shape[0] // len(images)
+    codebook = _kmeans_codebook(train_z, J, cfg.seed)
+    idx = nearest_indices(z, codebook)
+    probs = torch.bincount(idx, minlength=J).double() / idx.numel()
+    d_q = quantization_distortion(z, codebook)
+    labels = binary_labels(J)
+    weights = 1 << torch.arange(labels.shape[1] - 1, -1, -1)
+    rows = []
+    for p in cfg.ps:
+        d_ch = channel_distortion(codebook, probs, p)
+        sq, ps = [], []
+        for _ in range(cfg.trials):
+            flips = (torch.rand(labels[idx].shape, generator=gen) < p).long()
+            got = ((labels[idx] ^ flips) * weights).sum(-1)
+            sq.append(float((z - codebook[got]).pow(2).sum(-1).double().mean()))
+            zq = codebook[got].reshape(len(images), 8, 8, -1).permute(0, 3, 1, 2)
+            with torch.no_grad():
+                shown = to_uint8((model.g_s(zq) * 0.5 + 0.5).clamp(0, 1))
+            ps.append(_scores(images, shown)[0])
+        rows.append({"J": J, "p": p, "bits_per_image": rate_bits_per_image(J, per_image),
+                     "distortion_q": d_q, "distortion_ch_theory": d_ch,
+                     "distortion_theory": d_q + d_ch, "distortion_measured": float(np.mean(sq)),
+                     "psnr_db": float(np.mean(ps)), "optimal": False, "optimal_measured": False})
+    return rows
 
 
 def figure_j(res: dict, out: Path) -> list[Path]:
@@ -404,12 +439,26 @@ def figure_j(res: dict, out: Path) -> list[Path]:
 # ====================================================================== theory (eqs. 16-20)
 
 
-def run_theory(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
+def run_theory(cfg: CodebookReproConfig, progress: Progress = None, strategy=None) -> dict:
     """Eqs. (16)-(20) against Monte Carlo. ``index_error``: ``P_e = 1 - (1-p)^n`` (16) against the measured
     fraction of labels that arrive wrong, for ``n`` in 4..12. ``transition``: the exact ``P(k|i)`` of (17) and
     its random-labelling form against the measured transition frequencies (total variation distance per row,
     mean over rows), for J = 16. ``distortion``: ``D_ch`` (18)-(19) and ``D = D_q + D_ch`` (20) of each shipped
-    variant's trained codebook against Monte Carlo over a BSC(p) on test images, both labellings."""
+    variant's trained codebook against Monte Carlo over a BSC(p) on test images, both labellings. Cells of
+    :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers): eqs. (16)-(17), then one per
+    variant, each drawing from its own seed."""
+    from semcom.sweeps import map_cells
+
+    images = test_images(cfg.images, seed=7 + cfg.seed)
+    cells = ["eqs. 16-17", *SCHEMES[:4]]
+    got = map_cells(theory_cell, cells, (cfg, images), cfg.seed, progress, strategy)
+    index_rows, trans_rows = got[0]
+    return {"index_error": index_rows, "transition": trans_rows, "distortion": [r for g in got[1:] for r in g]}
+
+
+def theory_cell(context: tuple, cell: str, seed: int):
+    """``"eqs. 16-17"``: the index error and transition rows; a variant's name: its distortion rows. Draws
+    from a generator seeded by ``seed``."""
     from semcom.quantization.codebook import (
         binary_labels,
         channel_distortion,
@@ -420,53 +469,49 @@ def run_theory(cfg: CodebookReproConfig, progress: Progress = None) -> dict:
         transition_matrix,
         transition_matrix_random_labelling,
     )
-    from semcom.schemes.codebook import load_variant
 
-    gen = torch.Generator().manual_seed(cfg.seed)
+    cfg, images = context
+    gen = torch.Generator().manual_seed(seed)
     samples = 20000 if cfg.trials > 2 else 5000
     ps = [p for p in cfg.ps if p > 0] or [0.05]
-    index_rows = []
-    for n in (4, 6, 8, 10, 12):
+    if cell == "eqs. 16-17":
+        index_rows = []
+        for n in (4, 6, 8, 10, 12):
+            for p in ps:
+                wrong = (torch.rand(samples, n, generator=gen) < p).any(-1).double().mean()
+                pe = index_error_probability(n, p)
+                index_rows.append({"n": n, "p": p, "pe_theory": pe, "pe_measured": float(wrong),
+                                   "stderr": math.sqrt(pe * (1 - pe) / samples)})
+        J = 16
+        labels = binary_labels(J)
+        trans_rows = []
         for p in ps:
-            wrong = (torch.rand(samples, n, generator=gen) < p).any(-1).double().mean()
-            index_rows.append({"n": n, "p": p, "pe_theory": index_error_probability(n, p),
-                               "pe_measured": float(wrong), "stderr": math.sqrt(
-                                   index_error_probability(n, p) * (1 - index_error_probability(n, p)) / samples)})
-    J = 16
-    labels = binary_labels(J)
-    trans_rows = []
+            sent = torch.randint(J, (samples,), generator=gen)
+            flips = (torch.rand(samples, labels.shape[1], generator=gen) < p).long()
+            got = ((labels[sent] ^ flips) * (1 << torch.arange(labels.shape[1] - 1, -1, -1))).sum(-1)
+            counts = torch.zeros(J, J, dtype=torch.float64)
+            counts.index_put_((sent, got), torch.ones(samples, dtype=torch.float64), accumulate=True)
+            freq = counts / counts.sum(1, keepdim=True).clamp_min(1)
+            exact, rand = transition_matrix(J, p), transition_matrix_random_labelling(J, p)
+            trans_rows.append({"J": J, "p": p, "tv_exact": float(0.5 * (freq - exact).abs().sum(1).mean()),
+                               "tv_random_labelling": float(0.5 * (freq - rand).abs().sum(1).mean()),
+                               "samples": samples})
+        return index_rows, trans_rows
+    model = _variant(cell)
+    z = _latents(model, images)
+    codebook = model.codebook.detach()
+    idx = nearest_indices(z, codebook)
+    probs = torch.bincount(idx, minlength=model.J).double() / idx.numel()
+    d_q = quantization_distortion(z, codebook)
+    rows = []
     for p in ps:
-        sent = torch.randint(J, (samples,), generator=gen)
-        flips = (torch.rand(samples, labels.shape[1], generator=gen) < p).long()
-        got = ((labels[sent] ^ flips) * (1 << torch.arange(labels.shape[1] - 1, -1, -1))).sum(-1)
-        counts = torch.zeros(J, J, dtype=torch.float64)
-        counts.index_put_((sent, got), torch.ones(samples, dtype=torch.float64), accumulate=True)
-        freq = counts / counts.sum(1, keepdim=True).clamp_min(1)
-        exact, rand = transition_matrix(J, p), transition_matrix_random_labelling(J, p)
-        trans_rows.append({"J": J, "p": p, "tv_exact": float(0.5 * (freq - exact).abs().sum(1).mean()),
-                           "tv_random_labelling": float(0.5 * (freq - rand).abs().sum(1).mean()),
-                           "samples": samples})
-    if progress:
-        progress("eqs. 16-17")
-    images = test_images(cfg.images, seed=7 + cfg.seed)
-    dist_rows = []
-    for variant in SCHEMES[:4]:
-        model = load_variant(variant)
-        z = _latents(model, images)
-        codebook = model.codebook.detach()
-        idx = nearest_indices(z, codebook)
-        probs = torch.bincount(idx, minlength=model.J).double() / idx.numel()
-        d_q = quantization_distortion(z, codebook)
-        for p in ps:
-            mc = monte_carlo_channel_distortion(codebook, idx, p, trials=max(4, cfg.trials * 4), generator=gen)
-            dist_rows.append({"scheme": variant, "J": model.J, "p": p, "distortion_q": d_q,
-                              "distortion_ch_exact": channel_distortion(codebook, probs, p, exact=True),
-                              "distortion_ch_random_labelling": channel_distortion(codebook, probs, p, exact=False),
-                              "distortion_ch_measured": mc.mean, "stderr": mc.stderr,
-                              "distortion_total_theory": d_q + channel_distortion(codebook, probs, p, exact=True)})
-        if progress:
-            progress(variant)
-    return {"index_error": index_rows, "transition": trans_rows, "distortion": dist_rows}
+        mc = monte_carlo_channel_distortion(codebook, idx, p, trials=max(4, cfg.trials * 4), generator=gen)
+        rows.append({"scheme": cell, "J": model.J, "p": p, "distortion_q": d_q,
+                     "distortion_ch_exact": channel_distortion(codebook, probs, p, exact=True),
+                     "distortion_ch_random_labelling": channel_distortion(codebook, probs, p, exact=False),
+                     "distortion_ch_measured": mc.mean, "stderr": mc.stderr,
+                     "distortion_total_theory": d_q + channel_distortion(codebook, probs, p, exact=True)})
+    return rows
 
 
 def figure_theory(res: dict, out: Path) -> list[Path]:

@@ -7,8 +7,9 @@
   and protocol: ``paper`` (32-bit cues of the referenced prototype with 25 %
   tolerance, lookup, refresh; nothing else), ``readout-cue`` (the cue of the
   rule's readout instead), ``exact-cue`` (no tolerance) and ``semcom``
-  (the paper's, plus a 32-bit memory check every 16 frames and a resync when
-  it fails).
+  (the paper's, plus a 16-bit check of the memory on every packet and of the
+  referenced slot on hits, a 32-bit digest every 16 frames, and the hash-tree
+  resync of :mod:`semcom.link.session` with bulk repair when a check fails).
 * ``hopfield-errors``: every forward packet crosses a binary symmetric channel
   of bit-error rate ``p_b`` (or an erasure channel), for every rule.
 
@@ -89,26 +90,36 @@ def _clips(model: SphericalAutoencoder, cfg: ReproConfig, regimes) -> dict:
     return {r: encode_clip(model, r, cfg.seed, cfg.frames) for r in regimes}
 
 
+def fig3_cell(context: tuple, cell: tuple, seed: int) -> dict:
+    """One row of Fig. 3: ``cell = (mode, protocol, rule, level)``. The fault seeds are the run's
+    (:func:`_seeds`), the same in every cell, so that VQ and Hopfield meet the same corruptions (a paired
+    comparison); nothing else is random, so the cell's own ``seed`` is not needed."""
+    cfg, model, clips, seeds, protocols = context
+    mode, protocol, rule, level = cell
+    link = link_for(cfg, rule, FAULT_TAU, model)
+    key = "corrupt_ids" if mode == "id_permutation" else "corrupt_sigma"
+    row = run_clips(model, clips, link, protocols[protocol],
+                    lambda t, s: validated(FaultConfig, **{key: level}, corrupt_at=t // 2, seed=s), seeds)
+    return {"rule": rule, "mode": mode, "level": level, "protocol": protocol, "tau": link.tau} | row
+
+
 def run_fig3(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None,
-             regimes=REGIMES, levels_of: dict = LEVELS, protocols: dict = PROTOCOLS) -> dict:
-    """Rows (rule, mode, level, protocol) under a one-off corruption half-way through every clip."""
+             regimes=REGIMES, levels_of: dict = LEVELS, protocols: dict = PROTOCOLS, strategy=None) -> dict:
+    """Rows (rule, mode, level, protocol) under a one-off corruption half-way through every clip; each row is a
+    cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
+
     clips, seeds = _clips(model, cfg, regimes), _seeds(cfg)
-    rows = []
-    for mode, levels in levels_of.items():
-        for protocol, protection in protocols.items():
-            for rule in FIG3_RULES:
-                link = link_for(cfg, rule, FAULT_TAU, model)
-                for level in levels:
-                    key = "corrupt_ids" if mode == "id_permutation" else "corrupt_sigma"
-                    row = run_clips(model, clips, link, protection,
-                                    lambda t, seed, key=key, level=level: validated(
-                                        FaultConfig, **{key: level}, corrupt_at=t // 2, seed=seed), seeds)
-                    rows.append({"rule": rule, "mode": mode, "level": level, "protocol": protocol, "tau": link.tau}
-                                | row)
-                if progress:
-                    progress(f"{mode}/{protocol}/{rule}")
+    cells = [(mode, protocol, rule, level) for mode, levels in levels_of.items() for protocol in protocols
+             for rule in FIG3_RULES for level in levels]
+    rows = map_cells(fig3_cell, cells, (cfg, model, clips, seeds, dict(protocols)), cfg.seed, progress, strategy)
     return {"rows": rows, "delta": delta_bits(rows), "paper": PAPER_FIG3, "seeds": list(seeds),
             "protocols": {k: v.model_dump() for k, v in protocols.items()}}
+
+
+def fig3_steps(cfg: ReproConfig, levels_of: dict = LEVELS, protocols: dict = PROTOCOLS) -> int:
+    """Cells of :func:`run_fig3` (progress steps)."""
+    return sum(len(v) for v in levels_of.values()) * len(protocols) * len(FIG3_RULES)
 
 
 def delta_bits(rows: list[dict]) -> list[dict]:
@@ -126,23 +137,34 @@ def delta_bits(rows: list[dict]) -> list[dict]:
     return out
 
 
+def errors_cell(context: tuple, cell: tuple, seed: int) -> dict:
+    """One row of ``hopfield-errors``: ``cell = (rule, channel, level)``; the fault seeds are the run's
+    (:func:`_seeds`), shared by every rule as in :func:`fig3_cell`."""
+    cfg, model, clips, seeds, protection = context
+    rule, channel, level = cell
+    link = link_for(cfg, rule, FAULT_TAU, model)
+    key = "ber" if channel == "bsc" else "erasure_rate"
+    row = run_clips(model, clips, link, protection, lambda t, s: validated(FaultConfig, **{key: level}, seed=s),
+                    seeds)
+    return {"rule": rule, "channel": channel, "level": level, "tau": link.tau} | row
+
+
 def run_errors(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None,
-               regimes=REGIMES, bers=BERS, erasures=ERASURES) -> dict:
-    """Rows (rule, channel, level): every rule under bit errors and under erasures (semcom's protocol)."""
+               regimes=REGIMES, bers=BERS, erasures=ERASURES, strategy=None) -> dict:
+    """Rows (rule, channel, level): every rule under bit errors and under erasures (semcom's protocol); each row
+    is a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
+
     clips, seeds, protection = _clips(model, cfg, regimes), _seeds(cfg), PROTOCOLS["semcom"]
-    rows = []
-    for rule in cfg.rules:
-        link = link_for(cfg, rule, FAULT_TAU, model)
-        for channel, levels in (("bsc", bers), ("erasure", erasures)):
-            key = "ber" if channel == "bsc" else "erasure_rate"
-            for level in levels:
-                row = run_clips(model, clips, link, protection,
-                                lambda t, seed, key=key, level=level: validated(FaultConfig, **{key: level},
-                                                                                seed=seed), seeds)
-                rows.append({"rule": rule, "channel": channel, "level": level, "tau": link.tau} | row)
-        if progress:
-            progress(rule)
+    cells = [(rule, channel, level) for rule in cfg.rules
+             for channel, levels in (("bsc", bers), ("erasure", erasures)) for level in levels]
+    rows = map_cells(errors_cell, cells, (cfg, model, clips, seeds, protection), cfg.seed, progress, strategy)
     return {"rows": rows, "seeds": list(seeds), "protection": protection.model_dump()}
+
+
+def errors_steps(cfg: ReproConfig, bers=BERS, erasures=ERASURES) -> int:
+    """Cells of :func:`run_errors` (progress steps)."""
+    return len(cfg.rules) * (len(bers) + len(erasures))
 
 
 # -- figures -------------------------------------------------------------------------------------------

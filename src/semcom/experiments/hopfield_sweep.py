@@ -26,18 +26,46 @@ SWEEP_RULES = ("nearest", "hopfield")
 MARKERS = {"nearest": "o", "hopfield": "^"}
 
 
-def tau_sweep(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None) -> dict:
-    """Pooled scenario summaries for every (scenario, rule, tau); plus per-frame miss series for Fig. 1b."""
+def sweep_cells(cfg: ReproConfig) -> list[tuple]:
+    """The cells of the sweep: ``(scenario, rule, tau)`` for every point, then ``("new_latents", regime, rule)``
+    for the Fig. 1b series of the gradual-drift regimes."""
+    from semcom.sources import SCENARIOS
+
+    return ([(sc, rule, tau) for sc in SCENARIOS for rule in SWEEP_RULES for tau in cfg.taus]
+            + [("new_latents", regime, rule) for regime in SCENARIOS["GRADUAL_DRIFT"] for rule in SWEEP_RULES])
+
+
+def sweep_cell(context: tuple, cell: tuple, seed: int):
+    """One cell of :func:`sweep_cells` (deterministic: the clips are the run's, drawn from ``cfg.seed``)."""
+    cfg, model, clips = context
+    if cell[0] == "new_latents":
+        _, regime, rule = cell
+        latents = clips["GRADUAL_DRIFT"][regime][1]
+        result = stream_latents(latents, link_for(cfg, rule, new_latent_tau(cfg), model), model)
+        return [int(not r.hit) for r in result.records]
+    scenario, rule, tau = cell
+    s, _ = evaluate(model, clips[scenario], link_for(cfg, rule, tau, model), scenario)
+    return {k: v for k, v in s.items() if k != "ssim"} | {"rule": rule, "tau": tau}
+
+
+def tau_sweep(cfg: ReproConfig, model: SphericalAutoencoder, progress: Callable[[str], None] | None = None,
+              strategy=None) -> dict:
+    """Pooled scenario summaries for every (scenario, rule, tau); plus per-frame miss series for Fig. 1b.
+    Each point is a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
+
     clips = scenario_clips(model, cfg)
-    rows = []
-    for scenario, sc_clips in clips.items():
-        for rule in SWEEP_RULES:
-            for tau in cfg.taus:
-                s, _ = evaluate(model, sc_clips, link_for(cfg, rule, tau, model), scenario)
-                rows.append({k: v for k, v in s.items() if k != "ssim"} | {"rule": rule, "tau": tau})
-            if progress:
-                progress(f"{scenario}/{rule}")
-    return {"rows": rows, "reduction": bit_reduction(rows), "new_latents": new_latent_series(clips, cfg, model)}
+    cells = sweep_cells(cfg)
+    got = map_cells(sweep_cell, cells, (cfg, model, clips), cfg.seed, progress, strategy)
+    rows = [g for c, g in zip(cells, got) if c[0] != "new_latents"]
+    series = {"tau": new_latent_tau(cfg)} | {f"{c[1]}/{c[2]}": g for c, g in zip(cells, got)
+                                             if c[0] == "new_latents"}
+    return {"rows": rows, "reduction": bit_reduction(rows), "new_latents": series}
+
+
+def new_latent_tau(cfg: ReproConfig) -> float:
+    """The tau of Fig. 1b: the median of the sweep's taus."""
+    return float(np.median(cfg.taus))
 
 
 def bit_reduction(rows: list[dict]) -> list[dict]:

@@ -101,20 +101,37 @@ def savings(rows: list[dict]) -> dict:
     return out
 
 
+def table1_cells(cfg: ReproConfig) -> list[tuple[str, str]]:
+    """The cells of Table I: ``(scenario, rule)`` for every rule, then ``(scenario, "codecs")``, per scenario."""
+    from semcom.sources import SCENARIOS
+
+    return [(sc, rule) for sc in SCENARIOS for rule in (*cfg.rules, "codecs")]
+
+
+def table1_cell(context: tuple, cell: tuple[str, str], seed: int) -> list[dict]:
+    """The rows of one cell: a rule calibrated to the scenario's target (:func:`rule_rows`), or the codecs
+    matched to it (:func:`codec_rows`). Deterministic: the clips are the run's, drawn from ``cfg.seed``."""
+    cfg, model, clips, targets = context
+    scenario, rule = cell
+    target = targets[scenario]["target_db"]
+    if rule == "codecs":
+        return codec_rows(clips[scenario], cfg, scenario, target)
+    return rule_rows(model, clips[scenario], cfg, rule, scenario, target)
+
+
 def run_table1(cfg: ReproConfig, model: SphericalAutoencoder,
-               progress: Callable[[str], None] | None = None) -> dict:
-    """Every scenario x (rules + codecs) at matched PSNR; results with ``rows``, ``savings``, ``paper``."""
+               progress: Callable[[str], None] | None = None, strategy=None) -> dict:
+    """Every scenario x (rules + codecs) at matched PSNR; results with ``rows``, ``savings``, ``paper``.
+    Each (scenario, rule) is a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
+
     clips = scenario_clips(model, cfg)
-    rows, targets = [], {}
+    targets = {}
     for scenario, sc_clips in clips.items():
         ceiling = ceiling_psnr(model, sc_clips)
         targets[scenario] = {"ceiling_db": ceiling, "target_db": ceiling - cfg.below_ceiling_db}
-        for rule in cfg.rules:
-            rows += rule_rows(model, sc_clips, cfg, rule, scenario, targets[scenario]["target_db"])
-            if progress:
-                progress(f"{scenario}/{rule}")
-        rows += codec_rows(sc_clips, cfg, scenario, targets[scenario]["target_db"])
-        if progress:
-            progress(f"{scenario}/codecs")
+    cells = table1_cells(cfg)
+    rows = [r for got in map_cells(table1_cell, cells, (cfg, model, clips, targets), cfg.seed, progress, strategy)
+            for r in got]
     return {"rows": rows, "targets": targets, "savings": savings(rows),
             "paper": {"table1": {f"{k[0]}/{k[1]}": v for k, v in PAPER_TABLE1.items()}, "savings": PAPER_SAVINGS}}

@@ -634,16 +634,34 @@ def theorem1_monotonicity(rows: Sequence[Mapping], key_x: str = "tau",
 # =========================================================================== run folder
 
 
+def theorem2_cells(cfg: Mapping, normalize: Sequence[bool] = (True, False)) -> list[tuple[bool, int, float]]:
+    """The cells of :func:`run_hopfield_theory`: ``(normalize, d, eps)`` over the grid of ``cfg``."""
+    return [(bool(nz), int(d), float(eps)) for nz in normalize for d in cfg["dims"] for eps in cfg["epsilons"]]
+
+
+def theorem2_cell(cfg: Mapping, cell: tuple[bool, int, float], seed: int) -> list[dict]:
+    """The rows of one (normalize, d, eps) cell: :func:`theorem2_monte_carlo` on that cell alone. Its draws are
+    already keyed by (run seed, d, eps, trial), never by the order of the loop, so a cell gives the rows it
+    gives inside the whole grid and the cell's own ``seed`` is not needed."""
+    nz, d, eps = cell
+    return theorem2_monte_carlo(**(dict(cfg) | {"dims": (d,), "epsilons": (eps,)}), normalize=nz)
+
+
 def run_hopfield_theory(out_dir: str | Path | None = None, quick: bool = False, seed: int = 0,
-                        normalize: Sequence[bool] = (True, False), **kwargs) -> dict:
-    """Theorem 2's Monte Carlo on :data:`DEFAULT_GRID`, once per ``normalize`` setting (rows carry it).
+                        normalize: Sequence[bool] = (True, False), *, strategy=None, progress=None,
+                        **kwargs) -> dict:
+    """Theorem 2's Monte Carlo on :data:`DEFAULT_GRID`, once per ``normalize`` setting (rows carry it); each
+    (normalize, d, eps) is a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers).
 
     Writes ``config.json``, ``results.json`` and ``theorem2_normalized.png`` / ``theorem2_unnormalized.png``
     to ``out_dir`` when given. Returns ``{"config", "rows", "runtime_s"}``.
     """
+    from semcom.sweeps import map_cells
+
     cfg = dict(DEFAULT_GRID) | {"quick": quick, "seed": seed} | kwargs
     t0 = time.perf_counter()
-    rows = [r for nz in normalize for r in theorem2_monte_carlo(**cfg, normalize=bool(nz))]
+    rows = [r for got in map_cells(theorem2_cell, theorem2_cells(cfg, normalize), cfg, seed, progress, strategy)
+            for r in got]
     runtime = time.perf_counter() - t0
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()} | {"normalize": list(normalize)}
     result = {"config": config, "rows": rows, "runtime_s": runtime}

@@ -40,41 +40,49 @@ def _totals(frames: np.ndarray, result) -> dict:
             "hits": sum(r.hit for r in result.records)}
 
 
-def run_link_snr(model, quick: bool = False, **kw) -> dict:
-    """Every (channel, rule, SNR) row, on one torch thread (:func:`semcom.threads.torch_threads`)."""
+def run_link_snr(model, quick: bool = False, seed: int = 0, frames: int | None = None, max_attempts: int = 4,
+                 modulation: str = "qam16", code: str = "ldpc-1/2", progress: Callable[[str], None] | None = None,
+                 strategy=None) -> dict:
+    """Every (channel, rule, SNR) row, each a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or
+    Dask workers) on one torch thread. A cell's channel realisations come from its own
+    :class:`~semcom.phy.DigitalLink`, seeded by :func:`semcom.sweeps.cell_seed` of (``seed``, cell)."""
+    from semcom.sweeps import map_cells
+
     with torch_threads(1):
-        return _run_link_snr(model, quick, **kw)
+        clips = [encode_clip(model, r, seed, frames or (36 if quick else None)) for r in REGIMES]
+    cells = [(channel, rule, snr) for channel in CHANNELS for rule in RULES for snr in snr_grid(quick)]
+    rows = map_cells(link_snr_cell, cells, (model, clips, max_attempts, modulation, code), seed, progress,
+                     strategy)
+    return {"rows": rows, "regimes": list(REGIMES), "max_attempts": max_attempts}
 
 
-def _run_link_snr(model, quick: bool = False, seed: int = 0, frames: int | None = None, max_attempts: int = 4,
-                 modulation: str = "qam16", code: str = "ldpc-1/2",
-                 progress: Callable[[str], None] | None = None) -> dict:
+def link_snr_steps(quick: bool) -> int:
+    """Cells of :func:`run_link_snr` (progress steps)."""
+    return len(CHANNELS) * len(RULES) * len(snr_grid(quick))
+
+
+def link_snr_cell(context: tuple, cell: tuple, seed: int) -> dict:
+    """One row: every clip streamed by ``rule`` over ``channel`` at ``snr`` dB, on a link seeded by ``seed``."""
     from semcom.phy import DigitalLink
 
+    model, clips, max_attempts, modulation, code = context
+    channel, rule, snr = cell
     hp = model.hparams
-    clips = [encode_clip(model, r, seed, frames or (36 if quick else None)) for r in REGIMES]
-    rows = []
-    for channel in CHANNELS:
-        phy = DigitalLink(modulation, channel, code, snr_db=10.0, seed=seed, fit_codeword=True)
-        for rule in RULES:
-            link = LinkConfig(rule=rule, tau=DEFAULT_TAU, beta=DEFAULT_BETA, d=hp["d"], height=hp["height"],
-                              width=hp["width"])
-            for snr in snr_grid(quick):
-                tot: dict = {}
-                for f, z in clips:
-                    result = stream_over_air(z, link, model, phy, snr, max_attempts)
-                    for k, v in _totals(f, result).items():
-                        tot[k] = tot.get(k, 0) + v
-                n = tot["frames"]
-                rows.append({"channel": channel, "modulation": modulation, "code": code, "rule": rule,
-                             "snr_db": snr, "frames": n, "psnr_db": float(10 * np.log10(n / tot["mse_sum"])),
-                             "bits_per_frame_wire": tot["forward_bits"] / n,
-                             "feedback_bits_per_frame": tot["feedback_bits"] / n,
-                             "channel_uses_per_frame": tot["channel_uses"] / n, "lost_frames": tot["lost"],
-                             "attempts_per_frame": tot["attempts"] / n, "hit_rate": tot["hits"] / n})
-            if progress:
-                progress(f"{channel}/{rule}")
-    return {"rows": rows, "regimes": list(REGIMES), "max_attempts": max_attempts}
+    phy = DigitalLink(modulation, channel, code, snr_db=10.0, seed=seed, fit_codeword=True)
+    link = LinkConfig(rule=rule, tau=DEFAULT_TAU, beta=DEFAULT_BETA, d=hp["d"], height=hp["height"],
+                      width=hp["width"])
+    tot: dict = {}
+    for f, z in clips:
+        result = stream_over_air(z, link, model, phy, snr, max_attempts)
+        for k, v in _totals(f, result).items():
+            tot[k] = tot.get(k, 0) + v
+    n = tot["frames"]
+    return {"channel": channel, "modulation": modulation, "code": code, "rule": rule,
+            "snr_db": snr, "frames": n, "psnr_db": float(10 * np.log10(n / tot["mse_sum"])),
+            "bits_per_frame_wire": tot["forward_bits"] / n,
+            "feedback_bits_per_frame": tot["feedback_bits"] / n,
+            "channel_uses_per_frame": tot["channel_uses"] / n, "lost_frames": tot["lost"],
+            "attempts_per_frame": tot["attempts"] / n, "hit_rate": tot["hits"] / n}
 
 
 def figure(results: dict, out: Path) -> Path:

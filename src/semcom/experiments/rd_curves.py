@@ -205,39 +205,62 @@ def bd_rows(rows: Sequence[dict], systems: Sequence[str], anchors: Sequence[str]
 
 
 def run_rd_curves(cfg: RDConfig, sphere, hyperprior, progress=None, strip_regime: str = "cam_shake",
-                  strip_bits: float = 600.0) -> dict:
-    """Every system on every clip; per-clip rows, per-scenario rows, BD-rates and the frames for the strip."""
-    from semcom.anchors.codecs import CODECS
+                  strip_bits: float = 600.0, strategy=None) -> dict:
+    """Every system on every clip; per-clip rows, per-scenario rows, BD-rates and the frames for the strip.
+    Each (clip, system) is a cell of :func:`semcom.sweeps.map_cells` (``strategy``: serial, or Dask workers)."""
+    from semcom.sweeps import map_cells
 
+    clip_list = clips(cfg)
+    cells = rd_cells(cfg, clip_list)
+    context = (cfg, sphere, hyperprior, {regime: frames for _, regime, frames in clip_list}, strip_regime,
+               strip_bits)
     rows: list[dict] = []
     strip: dict[str, tuple[float, np.ndarray, dict]] = {}
-    originals = {}
-
-    for scenario, regime, frames in clips(cfg):
-        mid = len(frames) // 2
-
-        def keep(row, decoded, regime=regime, mid=mid):
-            if regime != strip_regime:
-                return
-            gap = abs(np.log(row["bits_per_frame_wire"] / strip_bits))
-            if row["system"] not in strip or gap < strip[row["system"]][0]:
-                strip[row["system"]] = (gap, decoded[mid], row)
-
-        if regime == strip_regime:
-            originals[regime] = frames[mid]
-        rows += hyperprior_points(hyperprior, scenario, regime, frames, cfg, keep)
-        rows += sphere_points(sphere, scenario, regime, frames, cfg, keep)
-        for name, crfs in cfg.crfs.items():
-            if name in CODECS:
-                rows += codec_points(name, scenario, regime, frames, crfs, keep)
-        if progress:
-            progress(regime)
+    for got_rows, got_strip in map_cells(rd_cell, cells, context, cfg.seed, progress, strategy):
+        rows += got_rows
+        strip |= got_strip  # each system is one cell of the strip clip
+    originals = {regime: frames[len(frames) // 2] for _, regime, frames in clip_list if regime == strip_regime}
     scen = scenario_rows(rows)
     semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-intra", "semcom-sphere64")
     bd = bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
     return {"rows": rows, "scenario_rows": scen, "bd_rate": bd,
             "strip": {"regime": strip_regime, "target_bits": strip_bits, "original": originals.get(strip_regime),
                       "systems": {k: (v[1], v[2]) for k, v in strip.items()}}}
+
+
+def rd_cells(cfg: RDConfig, clip_list=None) -> list[tuple[str, str, str]]:
+    """``(scenario, clip, system group)`` for every clip: ``hyperprior``, ``sphere`` and each codec of
+    ``cfg.crfs`` that PyAV has."""
+    from semcom.anchors.codecs import CODECS
+
+    clip_list = clips(cfg) if clip_list is None else clip_list
+    groups = ["hyperprior", "sphere"] + [name for name in cfg.crfs if name in CODECS]
+    return [(scenario, regime, g) for scenario, regime, _ in clip_list for g in groups]
+
+
+def rd_cell(context: tuple, cell: tuple[str, str, str], seed: int) -> tuple[list[dict], dict]:
+    """One system group on one clip: its rows, and (on the strip clip) each system's setting nearest the strip's
+    target bits with its decoded middle frame. Deterministic (no draw depends on ``seed``)."""
+    cfg, sphere, hyperprior, frames_of, strip_regime, strip_bits = context
+    scenario, regime, group = cell
+    frames = frames_of[regime]
+    mid = len(frames) // 2
+    strip: dict = {}
+
+    def keep(row, decoded):
+        if regime != strip_regime:
+            return
+        gap = abs(np.log(row["bits_per_frame_wire"] / strip_bits))
+        if row["system"] not in strip or gap < strip[row["system"]][0]:
+            strip[row["system"]] = (gap, decoded[mid], row)
+
+    if group == "hyperprior":
+        rows = hyperprior_points(hyperprior, scenario, regime, frames, cfg, keep)
+    elif group == "sphere":
+        rows = sphere_points(sphere, scenario, regime, frames, cfg, keep)
+    else:
+        rows = codec_points(group, scenario, regime, frames, cfg.crfs[group], keep)
+    return rows, strip
 
 
 # -- figures --------------------------------------------------------------------------------------------------

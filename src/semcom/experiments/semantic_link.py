@@ -58,6 +58,7 @@ class RunConfig(BaseModel):
     residual_bits: int = Field(0, ge=0, le=8)
     tau_refine: float = Field(0.995, gt=0.0, lt=1.0)
     top_k: int = Field(4, ge=1, le=64)
+    index: Literal["exact", "approx"] = "exact"
     seed: int = 0
     frames: int | None = Field(None, ge=1, le=100000)
     b_raw_bits: int | None = Field(None, ge=1, description="B_raw per frame; default H*W*3*8")
@@ -88,7 +89,8 @@ class RunConfig(BaseModel):
     def link(self, rule: str, d: int, height: int, width: int) -> LinkConfig:
         return validated(LinkConfig, rule=rule, tau=self.tau, beta=self.beta, m_max=self.m_max, d=d,
                          full_policy=self.full_policy, coding=self.coding, top_k=self.top_k,
-                         residual_bits=self.residual_bits, tau_refine=self.tau_refine, height=height, width=width)
+                         residual_bits=self.residual_bits, tau_refine=self.tau_refine, height=height, width=width,
+                         index=self.index)
 
 
 @dataclass

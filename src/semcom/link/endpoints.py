@@ -72,7 +72,7 @@ class _Endpoint:
 
     def __init__(self, config: LinkConfig):
         self.config = config
-        self.memory = PrototypeMemory(config.d, config.m_max, config.full_policy)
+        self.memory = PrototypeMemory(config.d, config.m_max, config.full_policy, config.index)
         self.rule = make_rule(config)
         self.t = 0
 

@@ -20,6 +20,16 @@ whole packet zero-padded to a byte, then a checksum:
 * ``REPAIR``, one per slot the receiver listed as bad, in its order: ``seq`` |
   the slot's ``d`` codes and its last-use frame (32 bits) | pad | CRC-32.
 
+With the ``tree`` resync (:mod:`semcom.link.session`, :mod:`semcom.link.hashtree`), ``DATA`` and
+``REFRESH`` also carry a ``check_bits`` memory check after the digest, and a hit of a rule whose readout is
+one slot that slot's check after the cue; AUDIT and REPAIR give way to:
+
+* ``TREE``: ``seq`` | round (16) | level (8) | ``M`` (24) | chunk (16) | count (8) | ``count`` 16-bit node
+  hashes (at most ``hashtree.CHUNK``) | pad | CRC-32;
+* bulk ``REPAIR``: ``seq`` | round (16) | first (24, the position in the receiver's list of bad slots) |
+  count (8) | per slot its ``d`` codes and last use (32) | pad | CRC-32, as many slots as fit
+  :data:`REPAIR_PACKET_BITS` (at least one).
+
 Audits and repairs go in short packets so that each has a fair chance through
 a noisy channel, and what arrived is kept: a repair interrupted by a dropped
 frame resumes with fewer bad slots.
@@ -114,6 +124,8 @@ class Protection:
     residual_bits: int = 0
     cue_bits: int = 0
     checksum_bits: int = 16
+    check_bits: int = 0          # the tree protocol's memory check on every DATA (0: none)
+    slot_checks: bool = False    # and its slot check on a hit (rules whose readout is one slot's)
 
     def data_crc_bits(self, msg: wire.Message) -> int:
         return self.checksum_bits if isinstance(msg, wire.HitMessage) else 32
@@ -124,24 +136,40 @@ class DataPacket:
     message: wire.Message
     digest: int | None
     cue: int | None
+    check: int | None = None        # the memory check (tree protocol)
+    slot_check: int | None = None   # the referenced slot's check, on a hit (tree protocol)
 
 
 def _has_cue(msg: wire.Message, p: Protection) -> bool:
     return p.cue_bits > 0 and not isinstance(msg, wire.MissMessage)
 
 
+def _has_slot_check(msg: wire.Message, p: Protection) -> bool:
+    return p.check_bits > 0 and p.slot_checks and not isinstance(msg, wire.MissMessage)
+
+
 def encode_data(msg: wire.Message, memory_size: int, seq: int, p: Protection,
-                digest: int | None = None, cue: int | None = None) -> bytes:
-    """A ``DATA`` packet; ``cue`` is required on a hit or refined hit when ``p.cue_bits > 0``."""
+                digest: int | None = None, cue: int | None = None, check: int | None = None,
+                slot_check: int | None = None) -> bytes:
+    """A ``DATA`` packet; ``cue`` is required on a hit or refined hit when ``p.cue_bits > 0``, ``check``
+    when ``p.check_bits > 0`` and ``slot_check`` on a hit when ``p.slot_checks`` too."""
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
     if digest is not None:
         w.write(digest, DIGEST_BITS)
+    if p.check_bits:
+        if check is None:
+            raise ValueError("a DATA packet needs its memory check when checks are on")
+        w.write(int(check), p.check_bits)
     wire.write_message(w, msg, memory_size, p.residual_bits)
     if _has_cue(msg, p):
         if cue is None:
             raise ValueError("a hit needs its cue when cues are on")
         w.write(int(cue), p.cue_bits)
+    if _has_slot_check(msg, p):
+        if slot_check is None:
+            raise ValueError("a hit needs its slot check when slot checks are on")
+        w.write(int(slot_check), p.check_bits)
     return _seal(w, p.data_crc_bits(msg))
 
 
@@ -150,17 +178,19 @@ def decode_data(packet: bytes, memory_size: int, seq: int, p: Protection, digest
     # the checksum's width depends on the kind, read from the (still unchecked) symbol
     head = wire.BitReader(packet)
     try:
-        head.read(SEQ_BITS + (DIGEST_BITS if digest_due else 0))
+        head.read(SEQ_BITS + (DIGEST_BITS if digest_due else 0) + p.check_bits)
         symbol = head.read(wire.symbol_bits(memory_size, p.residual_bits > 0))
     except WireFormatError:
         raise WireFormatError(f"truncated packet: {len(packet)} bytes") from None
     crc_bits = p.checksum_bits if symbol < memory_size else 32
     r = _open(packet, crc_bits, seq)
     digest = r.read(DIGEST_BITS) if digest_due else None
+    check = r.read(p.check_bits) if p.check_bits else None
     msg = wire.read_stream_message(r, memory_size, p.d, p.residual_bits)
     cue = r.read(p.cue_bits) if _has_cue(msg, p) else None
+    slot_check = r.read(p.check_bits) if _has_slot_check(msg, p) else None
     _finish(r)
-    return DataPacket(msg, digest, cue)
+    return DataPacket(msg, digest, cue, check, slot_check)
 
 
 @dataclass(frozen=True)
@@ -168,31 +198,40 @@ class RefreshPacket:
     slot: int | None   # None: a new slot, by the write policy
     codes: bytes
     digest: int | None
+    check: int | None = None   # the memory check (tree protocol)
 
 
-def encode_refresh(slot: int | None, codes: bytes, memory_size: int, seq: int, digest: int | None = None) -> bytes:
-    """A ``REFRESH`` packet: the quantised latent's codes, for ``slot`` (None: a new one)."""
+def encode_refresh(slot: int | None, codes: bytes, memory_size: int, seq: int, digest: int | None = None,
+                   check: int | None = None, check_bits: int = 0) -> bytes:
+    """A ``REFRESH`` packet: the quantised latent's codes, for ``slot`` (None: a new one); with
+    ``check_bits``, the memory ``check`` after the digest."""
     if slot is not None and not 0 <= slot < memory_size:
         raise ValueError(f"refresh of slot {slot} in a memory of {memory_size}")
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
     if digest is not None:
         w.write(digest, DIGEST_BITS)
+    if check_bits:
+        if check is None:
+            raise ValueError("a REFRESH packet needs its memory check when checks are on")
+        w.write(int(check), check_bits)
     w.write(memory_size if slot is None else slot, wire.symbol_bits(memory_size))
     for c in codes:
         w.write(c, 8)
     return _seal(w, 32)
 
 
-def decode_refresh(packet: bytes, memory_size: int, d: int, seq: int, digest_due: bool) -> RefreshPacket:
+def decode_refresh(packet: bytes, memory_size: int, d: int, seq: int, digest_due: bool,
+                   check_bits: int = 0) -> RefreshPacket:
     r = _open(packet, 32, seq)
     digest = r.read(DIGEST_BITS) if digest_due else None
+    check = r.read(check_bits) if check_bits else None
     slot = r.read(wire.symbol_bits(memory_size))
     if slot > memory_size:
         raise WireFormatError(f"refresh for slot {slot} of a memory of {memory_size}")
     codes = bytes(r.read(8) for _ in range(d))
     _finish(r)
-    return RefreshPacket(None if slot == memory_size else slot, codes, digest)
+    return RefreshPacket(None if slot == memory_size else slot, codes, digest, check)
 
 
 @dataclass(frozen=True)
@@ -255,3 +294,93 @@ def decode_repair(packet: bytes, d: int, seq: int) -> SlotRepair:
     out = SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS))
     _finish(r)
     return out
+
+
+# -- the tree protocol's resync (semcom.link.hashtree) -------------------------------------------------------
+
+ROUND_BITS = 16          # the resync round (its salt), so that a packet of another round is refused
+LEVEL_BITS = 8
+CHUNK_BITS = 16
+COUNT_BITS = 8
+REPAIR_PACKET_BITS = 1024   # a bulk REPAIR holds as many slots as fit in this many bits (at least one)
+
+
+@dataclass(frozen=True)
+class TreePacket:
+    round: int
+    level: int                # the level of the hashed nodes (0: slots)
+    memory_size: int          # the transmitter's M
+    chunk: int                # the chunk of the level's node list
+    hashes: tuple[int, ...]   # HASH_BITS-bit node hashes
+
+
+def encode_tree(tree: TreePacket, seq: int) -> bytes:
+    """A ``TREE`` packet: ``seq`` | round (16) | level (8) | M (24) | chunk (16) | count (8) | the count
+    node hashes (16 bits each) | pad | CRC-32."""
+    from semcom.link.hashtree import CHUNK, HASH_BITS
+
+    if len(tree.hashes) > CHUNK or tree.memory_size >= 1 << SIZE_BITS:
+        raise ValueError(f"a TREE packet holds at most {CHUNK} hashes of a memory below 2**{SIZE_BITS}")
+    w = wire.BitWriter()
+    w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
+    w.write(tree.round % (1 << ROUND_BITS), ROUND_BITS)
+    w.write(tree.level, LEVEL_BITS)
+    w.write(tree.memory_size, SIZE_BITS)
+    w.write(tree.chunk, CHUNK_BITS)
+    w.write(len(tree.hashes), COUNT_BITS)
+    for h in tree.hashes:
+        w.write(h, HASH_BITS)
+    return _seal(w, 32)
+
+
+def decode_tree(packet: bytes, seq: int) -> TreePacket:
+    from semcom.link.hashtree import CHUNK, HASH_BITS
+
+    r = _open(packet, 32, seq)
+    rnd, level, size, chunk, n = (r.read(ROUND_BITS), r.read(LEVEL_BITS), r.read(SIZE_BITS), r.read(CHUNK_BITS),
+                                  r.read(COUNT_BITS))
+    if n > CHUNK:
+        raise WireFormatError(f"TREE packet declares {n} hashes, at most {CHUNK}")
+    hashes = tuple(r.read(HASH_BITS) for _ in range(n))
+    _finish(r)
+    return TreePacket(rnd, level, size, chunk, hashes)
+
+
+def repair_batch(d: int) -> int:
+    """Slots per bulk ``REPAIR``: as many as fit in :data:`REPAIR_PACKET_BITS` (at least one, at most 255)."""
+    head = SEQ_BITS + ROUND_BITS + SIZE_BITS + COUNT_BITS + 32
+    return max(1, min(255, (REPAIR_PACKET_BITS - head) // (8 * d + LAST_USED_BITS)))
+
+
+@dataclass(frozen=True)
+class BulkRepair:
+    round: int
+    first: int                       # the position in the receiver's list of bad slots of the first repair
+    repairs: tuple[SlotRepair, ...]
+
+
+def encode_repairs(bulk: BulkRepair, seq: int) -> bytes:
+    """A bulk ``REPAIR``: ``seq`` | round (16) | first (24) | count (8) | per slot its ``d`` codes and last
+    use (32) | pad | CRC-32."""
+    if not 1 <= len(bulk.repairs) < 1 << COUNT_BITS or bulk.first >= 1 << SIZE_BITS:
+        raise ValueError(f"a bulk REPAIR holds 1..255 slots from a position below 2**{SIZE_BITS}")
+    w = wire.BitWriter()
+    w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
+    w.write(bulk.round % (1 << ROUND_BITS), ROUND_BITS)
+    w.write(bulk.first, SIZE_BITS)
+    w.write(len(bulk.repairs), COUNT_BITS)
+    for rep in bulk.repairs:
+        for c in rep.codes:
+            w.write(c, 8)
+        w.write(rep.last_used % (1 << LAST_USED_BITS), LAST_USED_BITS)
+    return _seal(w, 32)
+
+
+def decode_repairs(packet: bytes, d: int, seq: int) -> BulkRepair:
+    r = _open(packet, 32, seq)
+    rnd, first, n = r.read(ROUND_BITS), r.read(SIZE_BITS), r.read(COUNT_BITS)
+    if not 1 <= n or n * (8 * d + LAST_USED_BITS) > r.remaining:
+        raise WireFormatError(f"bulk REPAIR declares {n} slots, its body holds fewer")
+    reps = tuple(SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS)) for _ in range(n))
+    _finish(r)
+    return BulkRepair(rnd, first, reps)

@@ -7,8 +7,9 @@ is kept, and the file replays it through a fresh receiver, which must ask for
 exactly what the live one asked for. Layout (docs/wire-format.md, "Session files"):
 
 * the 41-byte stream header, with flag bit 3 set ("a session follows");
-* a 66-byte session block (magic ``SCS``, version, the :class:`ProtectionConfig`
-  and the receiver-side faults to re-inject, CRC-32);
+* a 70-byte session block (magic ``SCS``, version 2, the :class:`ProtectionConfig`
+  and the receiver-side faults to re-inject, CRC-32); version 1 (66 bytes, before the ``tree`` resync,
+  whose packets differ) is refused in one line rather than misread;
 * per frame: the number of packets the receiver got (1 byte), then each as a
   2-byte length (``0xFFFF``: lost) and its bytes, as received (bit errors included);
 * a CRC-32 of everything after the session block.
@@ -30,9 +31,10 @@ from semcom.errors import ConfigError, WireFormatError
 from semcom.link import wire
 
 MAGIC = b"SCS"
-VERSION = 1
-_BLOCK = struct.Struct(">3sBBdBHBdddqdIB")
+VERSION = 2
+_BLOCK = struct.Struct(">3sBBdBHBdddqdIBBBBB")
 CUE_OF = ("prototype", "readout")
+RESYNC = ("flat", "tree")
 BLOCK_SIZE = _BLOCK.size + 4
 LOST = 0xFFFF
 
@@ -42,25 +44,33 @@ def session_block(protection: ProtectionConfig, faults: FaultConfig) -> bytes:
     p, f = protection, faults
     body = _BLOCK.pack(MAGIC, VERSION, p.cue_bits, p.cue_tolerance, p.checksum_bits, p.sync_every, p.max_attempts,
                        f.corrupt_ids, f.corrupt_sigma, f.corrupt_rate, -1 if f.corrupt_at is None else f.corrupt_at,
-                       f.ber, f.seed, CUE_OF.index(p.cue_of))
+                       f.ber, f.seed, CUE_OF.index(p.cue_of), RESYNC.index(p.resync), p.check_bits, p.fanout,
+                       p.resync_packets)
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
 def parse_session_block(data: bytes) -> tuple[ProtectionConfig, FaultConfig]:
+    if len(data) >= 4 and data[:3] == MAGIC and data[3] != VERSION:
+        raise WireFormatError(f"session block version {data[3]}: this semcom reads version {VERSION} only "
+                              f"(version 1 files predate the tree resync; record the session again)")
     if len(data) < BLOCK_SIZE:
         raise WireFormatError(f"truncated session block: {len(data)} of {BLOCK_SIZE} bytes")
     body, crc = data[: _BLOCK.size], data[_BLOCK.size : BLOCK_SIZE]
     if zlib.crc32(body).to_bytes(4, "big") != crc:
         raise WireFormatError("session block is corrupted (CRC mismatch)")
     (magic, version, cue_bits, tol, checksum_bits, sync_every, max_attempts, ids, sigma, rate, at, ber,
-     seed, cue_of) = _BLOCK.unpack(body)
+     seed, cue_of, resync, check_bits, fanout, resync_packets) = _BLOCK.unpack(body)
     if magic != MAGIC or version != VERSION:
         raise WireFormatError(f"not a semcom session block (magic {magic!r}, version {version})")
     if cue_of >= len(CUE_OF):
         raise WireFormatError(f"session block names an unknown cue target {cue_of}")
+    if resync >= len(RESYNC):
+        raise WireFormatError(f"session block names an unknown resync {resync}")
     try:
         protection = validated(ProtectionConfig, cue_bits=cue_bits, cue_tolerance=tol, checksum_bits=checksum_bits,
-                               sync_every=sync_every, max_attempts=max_attempts, cue_of=CUE_OF[cue_of])
+                               sync_every=sync_every, max_attempts=max_attempts, cue_of=CUE_OF[cue_of],
+                               resync=RESYNC[resync], check_bits=check_bits, fanout=fanout,
+                               resync_packets=resync_packets)
         faults = validated(FaultConfig, corrupt_ids=ids, corrupt_sigma=sigma, corrupt_rate=rate,
                            corrupt_at=None if at < 0 else at, ber=ber, seed=seed)
     except ConfigError as exc:

@@ -173,6 +173,7 @@ class SphereSender:
             fb = reply.feedback
             bits += fb.bits
             if fb.ack or reply.drop:
+                ptx.observe(fb)      # the last feedback too: what of the resync arrived (tree protocol)
                 break
             if packets > self._packet_guard():
                 raise SemcomError(f"frame {t}: the receiver keeps asking after {packets} packets")
@@ -188,8 +189,8 @@ class SphereSender:
         return Shown(None if latent is None else self.show(latent), kind, packets, int(fb.ack and refresh), bits)
 
     def _packet_guard(self) -> int:
-        m = self.memory.size + 1
-        return (self.protection.max_attempts + 1) * (4 + m) + self.protection.max_attempts + 8
+        p, m = self.protection, self.memory.size + 1
+        return max((p.max_attempts + 1) * (4 + m), p.resync_packets + 2 * p.max_attempts) + p.max_attempts + 8
 
 
 def _kind(msg: wire.Message) -> str:
@@ -248,7 +249,7 @@ class SphereSession:
             self._check_audit(t, packet)
         fb = prx.on_packet(packet)
         self.packets += 1
-        self.damaged += fb.damaged
+        self.damaged = prx.data_damaged if prx.tree else self.damaged + fb.damaged
         tx_size = getattr(prx, "tx_size", self.memory.size)
         st = prx.stats
         if fb.ack:

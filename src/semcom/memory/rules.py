@@ -29,6 +29,20 @@ memory, which both sides share. Selectable by name (:data:`RULES`):
     The hit test is on exactly what the receiver decodes (``r_j*``). As
     ``beta -> inf``, ``r_j -> mu_j`` (``<mu_j, mu_j> = 1`` is the largest
     score) and (H2) becomes ``nearest``.
+
+Cost at scale (docs/scale.md). The exact scan of eq. (1) is one product with
+the memory's transposed copy (:meth:`PrototypeMemory.scores`). (H1) depends on
+the memory alone, and a hit does not change the stored vectors, so readouts
+are cached between misses (:meth:`PrototypeMemory.derived`, emptied at every
+write): a run of hits costs the scan, a top-k and ``top_k`` dot products. The
+receiver's readout (:meth:`HopfieldRule.readout`) is always computed by the
+same function, one prototype at a time, at both ends, so what the receiver
+decodes is bit for bit what the transmitter reconstructs; the transmitter's
+batched readouts of its candidates are cached apart and only score (H2).
+With ``index="approx"`` the candidates come from the memory's inverted file
+(:mod:`semcom.memory.index`) and are re-scored exactly, so a hit is declared
+only when the exact score of the candidate passes ``tau``; the receiver needs
+no index. ``paper`` needs every score for eq. (4) and always scans.
 """
 
 from __future__ import annotations
@@ -36,7 +50,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from semcom.config import DEFAULT_BETA, LinkConfig
 from semcom.memory.hopfield import hopfield_retrieve
@@ -67,11 +83,15 @@ class DecisionRule(ABC):
         """Hit or miss for the unit-norm latent ``z`` (d,) against ``memory``."""
         if memory.size == 0:
             return MISS_EMPTY
-        index, score = self._best(z, memory.prototypes)
+        index, score = self._best(z, memory)
         return Decision(hit=score >= self.tau, index=index, score=score)
 
+    def decide_batch(self, queries: torch.Tensor, memory: PrototypeMemory) -> list[Decision]:
+        """:meth:`decide` for each row of ``queries`` (B, d) against the same memory."""
+        return [self.decide(z, memory) for z in queries]
+
     @abstractmethod
-    def _best(self, z: torch.Tensor, prototypes: torch.Tensor) -> tuple[int, float]:
+    def _best(self, z: torch.Tensor, memory: PrototypeMemory) -> tuple[int, float]:
         """The candidate index and the score its hit test compares with ``tau``."""
 
     def readout(self, index: int, memory: PrototypeMemory) -> torch.Tensor:
@@ -91,10 +111,25 @@ class NearestRule(DecisionRule):
 
     name = "nearest"
 
-    def _best(self, z, prototypes):
-        s = prototypes @ z
-        j = int(torch.argmax(s))
-        return j, float(s[j])
+    def _best(self, z, memory):
+        if memory.index == "approx":  # the inverted file's candidate, scored exactly
+            j = int(memory.candidates(z, 1)[0])
+            return j, _exact_score(z, memory, j)
+        return memory.nearest(z)
+
+    def decide_batch(self, queries: torch.Tensor, memory: PrototypeMemory) -> list[Decision]:
+        """Eq. (1) for a batch: one chunked (B, d) x (d, M) product and a row-wise argmax
+        (:meth:`PrototypeMemory.nearest_batch`), or the inverted file's candidates scored exactly."""
+        if memory.size == 0:
+            return [MISS_EMPTY] * len(queries)
+        if memory.index == "approx":
+            q = queries.detach().to(torch.float32).contiguous()
+            js = memory.approx_index().search_batch(q.numpy(), 1)[:, 0]
+            scores = (memory.prototypes[torch.from_numpy(js)] * q).sum(dim=1).tolist()
+        else:
+            js, scores = memory.nearest_batch(queries)
+            scores = scores.tolist()
+        return [Decision(hit=s >= self.tau, index=int(j), score=s) for j, s in zip(js, scores)]
 
 
 class PaperRule(DecisionRule):
@@ -102,10 +137,13 @@ class PaperRule(DecisionRule):
 
     name = "paper"
 
-    def _best(self, z, prototypes):
-        j = int(torch.argmax(prototypes @ z))
-        z_tilde = hopfield_retrieve(z[None], prototypes, self.beta)[0]
-        return j, float(z_tilde @ prototypes[j])
+    def _best(self, z, memory):
+        # one scan serves both eq. (1)'s argmax and eq. (4)'s softmax (every score is needed: no index)
+        s = torch.from_numpy(memory.scores(z))
+        j = int(torch.argmax(s))
+        w = torch.softmax(self.beta * s, dim=0)
+        z_tilde = F.normalize(w @ memory.prototypes, dim=0)
+        return j, float(z_tilde @ memory.prototypes[j])
 
 
 class HopfieldRule(DecisionRule):
@@ -113,21 +151,36 @@ class HopfieldRule(DecisionRule):
 
     name = "hopfield"
 
-    def _best(self, z, prototypes):
-        k = min(self.top_k, prototypes.shape[0])
-        cands = torch.topk(prototypes @ z, k).indices
-        scores = hopfield_retrieve(prototypes[cands], prototypes, self.beta) @ z
+    def _best(self, z, memory):
+        cands = memory.candidates(z, self.top_k).tolist()
+        cache = memory.derived(("hopfield.scoring", self.beta))
+        missing = [c for c in dict.fromkeys(cands) if c not in cache]
+        if missing:  # (H1) for the candidates not seen since the last change, in one batch
+            p = memory.prototypes
+            for c, r in zip(missing, hopfield_retrieve(p[missing], p, self.beta)):
+                cache[c] = r
+        scores = torch.stack([cache[c] for c in cands]) @ z
         c = int(torch.argmax(scores))
-        return int(cands[c]), float(scores[c])
+        return cands[c], float(scores[c])
 
     def readout(self, index: int, memory: PrototypeMemory) -> torch.Tensor:
-        """(H1): the Hopfield update of the stored prototype ``mu_index``."""
-        p = memory.prototypes
-        return hopfield_retrieve(p[index : index + 1], p, self.beta)[0]
+        """(H1): the Hopfield update of the stored prototype ``mu_index`` (cached between misses; the same
+        computation at both ends)."""
+        cache = memory.derived(("hopfield.readout", self.beta))
+        r = cache.get(index)
+        if r is None:
+            p = memory.prototypes
+            r = cache[index] = hopfield_retrieve(p[index : index + 1], p, self.beta)[0]
+        return r.clone()
 
     def readouts(self, memory: PrototypeMemory) -> torch.Tensor:
         """(H1) for every stored prototype at once."""
         return hopfield_retrieve(memory.prototypes, memory.prototypes, self.beta)
+
+
+def _exact_score(z: torch.Tensor, memory: PrototypeMemory, j: int) -> float:
+    """``<z, mu_j>`` for one stored slot, in float32."""
+    return float(np.dot(memory.transposed[:, j], z.detach().to(torch.float32).numpy()))
 
 
 RULES: dict[str, type[DecisionRule]] = {r.name: r for r in (NearestRule, HopfieldRule, PaperRule)}

@@ -61,6 +61,9 @@ class SphericalDecoder(nn.Module):
 class SphericalAutoencoder(nn.Module):
     """Encoder and decoder pair; the hyper-parameters travel with the weights."""
 
+    #: What ``--device`` moves (:mod:`semcom.models.device`): both networks; the link decides on the CPU.
+    DEVICE_PARTS = ("encoder", "decoder")
+
     def __init__(self, d: int = 64, height: int = 64, width: int = 64, base: int = 32):
         super().__init__()
         self.hparams = {"d": d, "height": height, "width": width, "base": base}

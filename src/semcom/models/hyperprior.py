@@ -46,9 +46,9 @@ def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _noisy(x: torch.Tensor) -> torch.Tensor:
-    """The additive-uniform-noise proxy of rounding (Ballé et al. 2017)."""
-    return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+def _noisy(x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+    """The additive-uniform-noise proxy of rounding (Ballé et al. 2017); ``u``: that noise, drawn by the caller."""
+    return x + (torch.empty_like(x).uniform_(-0.5, 0.5) if u is None else u.to(x.device))
 
 
 @dataclass
@@ -64,6 +64,10 @@ class CodecOutput:
 
 class SpatialHyperprior(nn.Module):
     """``g_a``, ``g_s``, ``h_a``, ``h_s`` and the gain units (see the module docstring)."""
+
+    #: What ``--device`` moves (:mod:`semcom.models.device`): the heavy transforms; ``h_a``, ``h_s``, the gains and
+    #: the entropy models, which decide symbols and scale indexes at both ends, stay on the CPU.
+    DEVICE_PARTS = ("g_a", "g_s")
 
     def __init__(self, n: int = 96, c: int = 64, cz: int = 32, qualities: int = 8,
                  height: int = 64, width: int = 64):
@@ -127,15 +131,19 @@ class SpatialHyperprior(nn.Module):
     def hyper_analysis(self, r: torch.Tensor, y_ref: torch.Tensor) -> torch.Tensor:
         return self.h_a(torch.cat([r, y_ref], dim=1))
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor, y_ref: torch.Tensor | None = None) -> CodecOutput:
-        """Training pass: noisy latents for the rate, straight-through rounding for the reconstruction."""
+    def forward(self, x: torch.Tensor, q: torch.Tensor, y_ref: torch.Tensor | None = None,
+                noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> CodecOutput:
+        """Training pass: noisy latents for the rate, straight-through rounding for the reconstruction.
+        ``noise``: the uniform noise ``(u_z, u_r)`` of ``z`` and ``r`` (default: drawn here, ``z``'s first), so that
+        a data-parallel trainer can draw it for the global batch and pass each rank its slice."""
         y = self.analysis(x, q)
         y_ref = torch.zeros_like(y) if y_ref is None else y_ref
         r = y - y_ref
         z = self.hyper_analysis(r, y_ref)
-        z_tilde = _noisy(z) if self.training else torch.round(z)
+        u_z, u_r = noise if noise is not None else (None, None)
+        z_tilde = _noisy(z, u_z) if self.training else torch.round(z)
         sigma = self.scales(_round_ste(z) if self.training else z_tilde, y_ref)
-        r_tilde = _noisy(r) if self.training else torch.round(r)
+        r_tilde = _noisy(r, u_r) if self.training else torch.round(r)
         y_hat = y_ref + (_round_ste(r) if self.training else torch.round(r))
         return CodecOutput(self.synthesis(y_hat, q), bits(self.gaussian.likelihood(r_tilde, sigma)),
                            bits(self.z_prior.likelihood(z_tilde)), y_hat)

@@ -140,6 +140,9 @@ class CodebookVQVAE(nn.Module):
     codeword is reset (0: never), ``decay`` the EMA decay of the usage counts (and of the codewords under
     ``"ema"``), ``kmeans_iters`` the k-means iterations of the initialisation."""
 
+    #: What ``--device`` moves (:mod:`semcom.models.device`): analysis and synthesis; the codebook stays on the CPU.
+    DEVICE_PARTS = ("g_a", "g_s")
+
     def __init__(self, n: int = 96, d: int = 64, J: int = 256, variant: str = "proposed", *,
                  lambda_h: float | None = None, lambda_ch: float | None = None, p: float | None = None,
                  beta: float = 0.25, temperature: float = 1.0, codebook_update: str = "gradient",
@@ -342,4 +345,6 @@ def load_vqvae(path: str | Path) -> CodebookVQVAE:
     model = CodebookVQVAE(**kwargs)
     model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()})
     model.metadata = dict(meta)
-    return model.eval().requires_grad_(False)
+    from semcom.models.device import place
+
+    return place(model.eval().requires_grad_(False))  # on the --device of the command (semcom.models.device)

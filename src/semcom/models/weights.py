@@ -31,7 +31,7 @@ def fingerprint(model: SphericalAutoencoder) -> bytes:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+        h.update(t.detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
     return h.digest()[:4]
 
 
@@ -41,7 +41,7 @@ def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in model.hparams.items()} | {k: str(v) for k, v in metadata.items()}
     save_file(tensors, str(path), metadata=meta)
     return path
@@ -95,4 +95,6 @@ def load_autoencoder(path: str | Path | None = None) -> SphericalAutoencoder:
         model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
     except RuntimeError as exc:
         raise WeightsError(f"weights {path} do not fit the autoencoder: {str(exc).splitlines()[0]}") from None
-    return model.eval().requires_grad_(False)
+    from semcom.models.device import place
+
+    return place(model.eval().requires_grad_(False))  # on the --device of the command (semcom.models.device)

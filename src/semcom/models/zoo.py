@@ -108,7 +108,9 @@ def _hyperprior(path: Path) -> nn.Module:
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise WeightsError(f"weights {path} do not fit the hyperprior: {str(exc).splitlines()[0]}") from None
     model.metadata = meta
-    return model.eval().requires_grad_(False)
+    from semcom.models.device import place
+
+    return place(model.eval().requires_grad_(False))
 
 
 def load_model(name: str, path: str | Path | None = None) -> nn.Module:

@@ -8,7 +8,9 @@
 * :mod:`semcom.robust.fim`: the feature importance module driven by the SNR (Section IV-A, eqs. 13-15);
 * :mod:`semcom.robust.model`: :class:`MaskedVQVAE` and the ViT JSCC anchor :class:`ViTJSCC`;
 * :mod:`semcom.robust.losses`: the training loss; :mod:`semcom.robust.train`: a CPU training loop;
-* :mod:`semcom.robust.weights`: safetensors save and load.
+* :mod:`semcom.robust.weights`: safetensors save and load;
+* :mod:`semcom.robust.link`: the paper's link (8x4 MIMO, 16-QAM, LDPC 1/2) for indices, analogue latents, JPEG;
+* :mod:`semcom.robust.zoo`: the shipped models, their training recipe and their evaluation over the link.
 """
 
 from semcom._lazy import lazy_exports
@@ -35,6 +37,12 @@ _EXPORTS = {
     "recall_at_1": "semcom.robust.train",
     "save_robust": "semcom.robust.weights",
     "load_robust": "semcom.robust.weights",
+    "IndexLink": "semcom.robust.link",
+    "MIMOLatentChannel": "semcom.robust.link",
+    "JPEGLink": "semcom.robust.link",
+    "VARIANTS": "semcom.robust.zoo",
+    "load_variant": "semcom.robust.zoo",
+    "train_variant": "semcom.robust.zoo",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -56,11 +56,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
 
 from semcom.errors import ConfigError
 from semcom.models.autoencoder import SphericalAutoencoder
 from semcom.sources import REGIMES, regime_clip
 from semcom.training.beta_vae import BetaVAE, kl_divergence
+from semcom.training.distributed import DistContext
 
 #: The default tau grid of ``tau_mode="grid"``: denser near 1, where neighbouring frames' latents lie.
 TAU_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.985, 0.99, 0.993, 0.995, 0.997, 0.998, 0.999)
@@ -177,14 +179,17 @@ class RelaxedPass:
 
 def relaxed_pass(model: SphericalAutoencoder, x: torch.Tensor, tau: torch.Tensor | float, alpha: float,
                  m_max: int = 256, latent_bits: int = 8, sample: bool = True,
-                 generator: torch.Generator | None = None, hard_distortion: bool = True) -> RelaxedPass:
-    """Lines 5-8 of Algorithm 1 on clips ``x`` (B, T, 3, H, W) in [0, 1]; a fresh memory per clip."""
+                 generator: torch.Generator | None = None, hard_distortion: bool = True,
+                 eps: torch.Tensor | None = None) -> RelaxedPass:
+    """Lines 5-8 of Algorithm 1 on clips ``x`` (B, T, 3, H, W) in [0, 1]; a fresh memory per clip. ``eps``: the
+    beta-VAE's standard normal draws (B T, d) (default: drawn from ``generator``)."""
     b, t_len = x.shape[:2]
+    dev = x.device
     tau_value = float(tau.detach()) if isinstance(tau, torch.Tensor) else float(tau)
     flat = x.flatten(0, 1)
     kl = x.new_zeros(())
     if isinstance(model, BetaVAE) and sample:
-        z, mean, logvar = model.encoder.sample(flat, generator)
+        z, mean, logvar = model.encoder.sample(flat, generator, eps)
         kl = kl_divergence(mean, logvar).mean()
     elif isinstance(model, BetaVAE):
         mean, logvar = model.encoder.moments(flat)
@@ -194,10 +199,10 @@ def relaxed_pass(model: SphericalAutoencoder, x: torch.Tensor, tau: torch.Tensor
     d = z.shape[-1]
     b_new = float(latent_bits * d)
     z = z.view(b, t_len, d)
-    rows = torch.arange(b)
+    rows = torch.arange(b, device=dev)
     protos: list[torch.Tensor] = []   # per frame s: Q(z_s) (B, d), detached
     stored: list[torch.Tensor] = []   # per frame s: whether clip b stored it (B,)
-    n = torch.zeros(b, dtype=torch.long)
+    n = torch.zeros(b, dtype=torch.long, device=dev)
     soft_l, hard_l, score_l, bits_l, bits_hard_l, zhat_l, zhard_l = [], [], [], [], [], [], []
     for t in range(t_len):
         zt = z[:, t]
@@ -209,8 +214,8 @@ def relaxed_pass(model: SphericalAutoencoder, x: torch.Tensor, tau: torch.Tensor
             has = n > 0
             proto = mem[rows, j]
         else:
-            score = torch.full((b,), float("-inf"))
-            has = torch.zeros(b, dtype=torch.bool)
+            score = torch.full((b,), float("-inf"), device=dev)
+            has = torch.zeros(b, dtype=torch.bool, device=dev)
             proto = torch.zeros_like(zt)
         safe = torch.where(has, score, torch.zeros_like(score))
         h_soft = torch.where(has, soft_hit(safe, tau, alpha), torch.zeros_like(safe))
@@ -235,7 +240,7 @@ def relaxed_pass(model: SphericalAutoencoder, x: torch.Tensor, tau: torch.Tensor
         with torch.no_grad():
             distortion_hard = F.mse_loss(model.decoder(torch.stack(zhard_l, 1).flatten(0, 1)), flat)
     else:
-        distortion_hard = torch.tensor(float("nan"))
+        distortion_hard = torch.tensor(float("nan"), device=dev)
     return RelaxedPass(torch.stack(soft_l, 1), torch.stack(hard_l, 1), torch.stack(score_l, 1),
                        torch.stack(bits_l, 1).mean(), torch.stack(bits_hard_l, 1).mean(), distortion,
                        distortion_hard, kl, n)
@@ -385,27 +390,38 @@ def build_model(cfg: Algorithm1Config, init: SphericalAutoencoder | None) -> Sph
 
 def train_algorithm1(cfg: Algorithm1Config = Algorithm1Config(), init: SphericalAutoencoder | None = None,
                      images: Sequence[np.ndarray] = (), reference: SphericalAutoencoder | None = None,
-                     progress: Callable[[int, int, dict], None] | None = None) -> Algorithm1Result:
+                     progress: Callable[[int, int, dict], None] | None = None,
+                     dist: DistContext | None = None) -> Algorithm1Result:
     """Algorithm 1: (theta, phi) by Adam, tau by gradient or grid, lambda by (8) once per epoch.
 
     ``init``: weights to start from (a fine-tuning stage; their hyper-parameters win over ``cfg``'s).
     ``reference``: the model whose ceiling sets the default ``D0`` (default ``init``); needed when
     ``cfg.d0`` is None. ``images``: photos for ``source="crops"``.
-    ``progress(epoch, step, stats)`` is called after every step.
+    ``progress(epoch, step, stats)`` is called after every step (on rank 0).
+
+    ``dist`` (:mod:`semcom.training.distributed`): the device and, under torchrun, this rank's clips of each
+    global batch of ``clips_per_batch``. Each clip streams through its own memory and every term of (7) is a mean
+    over clips of equal length, so the ranks' averaged gradients (DDP for the weights, :meth:`DistContext.mean_grad`
+    for ``tau``) are the single-process ones; the epoch means of the dual step (8) and the hit counts are averaged
+    over the ranks too, so every rank takes the same ``lambda`` and ``tau`` steps. The grid search and ``D0`` use
+    the same probe clips and the same weights on every rank. The model comes back on the CPU.
     """
+    dist = dist or DistContext()
+    dev, part = dist.device, dist.shard(cfg.clips_per_batch)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg, init)
+    model = build_model(cfg, init).to(dev)
+    net = dist.wrap(_RelaxedStep(model, cfg))
     hp = model.hparams
     sampler = ClipSampler(cfg, hp["height"], hp["width"], images)
-    probe = sampler.sample(cfg.probe_clips, torch.Generator().manual_seed(cfg.seed + 1))
+    probe = sampler.sample(cfg.probe_clips, torch.Generator().manual_seed(cfg.seed + 1)).to(dev)
     if cfg.d0 is not None:
         d0 = cfg.d0
     else:
         reference = reference if reference is not None else init
         if reference is None:
             raise ConfigError("d0 is needed when training from scratch (pass --d0, or --init weights)")
-        d0 = default_d0(reference, probe)
+        d0 = default_d0(reference, probe.cpu())
     beta_kl = cfg.beta_kl if cfg.encoder == "beta-vae" else 0.0
     tau = torch.tensor(float(cfg.tau_init), dtype=torch.float64, requires_grad=cfg.tau_mode == "gradient")
     lam = float(cfg.lambda_init)
@@ -418,25 +434,29 @@ def train_algorithm1(cfg: Algorithm1Config = Algorithm1Config(), init: Spherical
         hits = frames = 0
         for step in range(cfg.steps_per_epoch):
             x = sampler.sample(cfg.clips_per_batch, gen)
-            p = relaxed_pass(model, x, tau, cfg.alpha, cfg.m_max, cfg.latent_bits, sample=True, generator=gen)
+            eps = None
+            if isinstance(model, BetaVAE):  # the draws of the global batch, clip-major as relaxed_pass flattens
+                eps = torch.randn((cfg.clips_per_batch, x.shape[1], hp["d"]), generator=gen)[part].flatten(0, 1)
+            p = net(x[part].to(dev), tau, eps)
             loss = lagrangian(p, lam, d0, beta_kl, hp["height"], hp["width"])
             opt.zero_grad(set_to_none=True)
             tau.grad = None
             loss.backward()
+            dist.mean_grad(tau)
             opt.step()
             sched.step()
             if cfg.tau_mode == "gradient" and tau.grad is not None:
                 with torch.no_grad():
                     tau -= cfg.eta_tau * tau.grad
                     tau.clamp_(TAU_EPS, 1.0 - TAU_EPS)
-            stats = {"loss": float(loss.detach()), "distortion": float(p.distortion.detach()),
-                     "distortion_hard": float(p.distortion_hard), "bits_norm": float(p.bits_norm.detach()),
-                     "bits_hard": float(p.bits_hard), "kl": float(p.kl.detach())}
+            values = dist.mean([loss.detach(), p.distortion.detach(), p.distortion_hard, p.bits_norm.detach(),
+                                p.bits_hard, p.kl.detach(), p.hard_hits.sum()]).tolist()
+            stats = dict(zip(("loss", "distortion", "distortion_hard", "bits_norm", "bits_hard", "kl"), values))
             for k, v in stats.items():
                 acc[k] += v
-            hits += int(p.hard_hits.sum())
-            frames += p.hard_hits.numel()
-            if progress is not None:
+            hits += round(values[-1] * dist.world_size)
+            frames += p.hard_hits.numel() * dist.world_size
+            if progress is not None and dist.is_main:
                 progress(epoch, step, stats | {"tau": float(tau.detach()), "lambda": lam})
         mean = {k: v / cfg.steps_per_epoch for k, v in acc.items()}
         grid = None
@@ -458,7 +478,20 @@ def train_algorithm1(cfg: Algorithm1Config = Algorithm1Config(), init: Spherical
             "loss": mean["loss"], "kl": mean["kl"], "tau_grid_loss": grid,
         })
         lam = lam_next
-    return Algorithm1Result(model.eval().requires_grad_(False), float(tau.detach()), lam, d0, history)
+    return Algorithm1Result(model.cpu().eval().requires_grad_(False), float(tau.detach()), lam, d0, history)
+
+
+class _RelaxedStep(nn.Module):
+    """:func:`relaxed_pass` in training (sampling) mode as a module's forward, what DistributedDataParallel wraps;
+    its parameters are the model's."""
+
+    def __init__(self, model: SphericalAutoencoder, cfg: Algorithm1Config):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, x: torch.Tensor, tau: torch.Tensor, eps: torch.Tensor | None) -> RelaxedPass:
+        cfg = self.cfg
+        return relaxed_pass(self.model, x, tau, cfg.alpha, cfg.m_max, cfg.latent_bits, sample=True, eps=eps)
 
 
 # --------------------------------------------------------------------------- the run's record

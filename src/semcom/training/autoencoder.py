@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcom.models.autoencoder import SphericalAutoencoder
+from semcom.training.distributed import DistContext
 
 
 class TrainConfig(BaseModel):
@@ -66,24 +67,32 @@ def random_crops(images: list[torch.Tensor], n: int, cfg: TrainConfig, gen: torc
 
 
 def train_autoencoder(images: Sequence[np.ndarray], cfg: TrainConfig = TrainConfig(),
-                      progress: Callable[[int, float], None] | None = None) -> tuple[SphericalAutoencoder, list[float]]:
-    """Train :class:`SphericalAutoencoder` with Adam and a cosine schedule; returns (model, losses)."""
+                      progress: Callable[[int, float], None] | None = None,
+                      dist: DistContext | None = None) -> tuple[SphericalAutoencoder, list[float]]:
+    """Train :class:`SphericalAutoencoder` with Adam and a cosine schedule; returns (model, losses).
+
+    ``dist``: the device and, under torchrun, this rank's slice of each global batch (every rank draws the whole
+    batch, so the ranks' averaged gradient is the single-process one; :mod:`semcom.training.distributed`); the
+    losses are averaged over the ranks, ``progress`` runs on rank 0; the model comes back on the CPU."""
+    dist = dist or DistContext()
+    dev, part = dist.device, dist.shard(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = _as_tensors(images)
-    model = SphericalAutoencoder(cfg.d, cfg.height, cfg.width, cfg.base)
+    model = SphericalAutoencoder(cfg.d, cfg.height, cfg.width, cfg.base).to(dev)
+    net = dist.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     losses: list[float] = []
     model.train()
     for step in range(cfg.steps):
-        x = random_crops(data, cfg.batch_size, cfg, gen)
-        loss = F.mse_loss(model(x), x)
+        x = random_crops(data, cfg.batch_size, cfg, gen)[part].to(dev)
+        loss = F.mse_loss(net(x), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
-        if progress is not None:
+        losses.append(float(dist.mean([loss.detach()])[0]))
+        if progress is not None and dist.is_main:
             progress(step, losses[-1])
-    return model.eval().requires_grad_(False), losses
+    return model.cpu().eval().requires_grad_(False), losses

@@ -49,6 +49,7 @@ from torch import nn
 
 from semcom.models.autoencoder import SphericalAutoencoder, SphericalEncoder
 from semcom.training.autoencoder import TrainConfig, _as_tensors, random_crops
+from semcom.training.distributed import DistContext
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
@@ -68,11 +69,14 @@ class BetaVAEEncoder(SphericalEncoder):
         h = self.features(x * 2.0 - 1.0).flatten(1)
         return self.project(h), self.logvar(h).clamp(*LOGVAR_RANGE)
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V1): a reparameterised sample on the sphere, with the mean and log-variance it came from."""
+        """(V1): a reparameterised sample on the sphere, with the mean and log-variance it came from. ``eps``: the
+        standard normal draws (default: drawn here from ``generator``, on the CPU like every training draw)."""
         mean, logvar = self.moments(x)
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        if eps is None:
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        eps = eps.to(mean.device, mean.dtype)
         return F.normalize(mean + torch.exp(0.5 * logvar) * eps, dim=1), mean, logvar
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,12 +126,17 @@ class BetaVAEConfig(TrainConfig):
 
 def train_beta_vae(images: Sequence[np.ndarray], cfg: BetaVAEConfig = BetaVAEConfig(),
                    init: SphericalAutoencoder | None = None,
-                   progress: Callable[[int, dict], None] | None = None) -> tuple[BetaVAE, list[dict]]:
+                   progress: Callable[[int, dict], None] | None = None,
+                   dist: DistContext | None = None) -> tuple[BetaVAE, list[dict]]:
     """Train a :class:`BetaVAE` with (V3) on random re-lit crops (as :func:`train_autoencoder`).
 
     ``init``: start from these autoencoder weights (their hyper-parameters win over ``cfg``'s).
-    Returns the model (eval mode) and per-step ``{"loss", "mse", "kl"}`` (``kl``: nats per frame).
+    Returns the model (eval mode, on the CPU) and per-step ``{"loss", "mse", "kl"}`` (``kl``: nats per frame).
+    ``dist``: the device and, under torchrun, this rank's slice of each global batch; the crops and the
+    reparameterisation draws ``eps`` are made for the global batch (:mod:`semcom.training.distributed`).
     """
+    dist = dist or DistContext()
+    dev, part = dist.device, dist.shard(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = _as_tensors(images)
@@ -137,21 +146,36 @@ def train_beta_vae(images: Sequence[np.ndarray], cfg: BetaVAEConfig = BetaVAECon
         model = BetaVAE(cfg.d, cfg.height, cfg.width, cfg.base, cfg.logvar_init)
     hp = model.hparams
     crop_cfg = cfg.model_copy(update={"height": hp["height"], "width": hp["width"]})
-    model.train().requires_grad_(True)
+    model.to(dev).train().requires_grad_(True)
+    net = dist.wrap(_SampledPass(model))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     log: list[dict] = []
     for step in range(cfg.steps):
         x = random_crops(data, cfg.batch_size, crop_cfg, gen)
-        z, mean, logvar = model.encoder.sample(x, gen)
-        mse = F.mse_loss(model.decoder(z), x)
-        kl = kl_divergence(mean, logvar)
+        eps = torch.randn((cfg.batch_size, hp["d"]), generator=gen)
+        x = x[part].to(dev)
+        mse, kl = net(x, eps[part])
         loss = mse + cfg.beta_kl * kl_per_value(kl, hp["height"], hp["width"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        log.append({"loss": float(loss.detach()), "mse": float(mse.detach()), "kl": float(kl.detach().mean())})
-        if progress is not None:
+        values = dist.mean([loss.detach(), mse.detach(), kl.detach().mean()]).tolist()
+        log.append(dict(zip(("loss", "mse", "kl"), values)))
+        if progress is not None and dist.is_main:
             progress(step, log[-1])
-    return model.eval().requires_grad_(False), log
+    return model.cpu().eval().requires_grad_(False), log
+
+
+class _SampledPass(nn.Module):
+    """One training pass of (V1)-(V3) as a module's forward (what DistributedDataParallel wraps): the MSE of the
+    decoded sample and the per-frame KL, for frames ``x`` and their draws ``eps``."""
+
+    def __init__(self, vae: BetaVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, mean, logvar = self.vae.encoder.sample(x, eps=eps)
+        return F.mse_loss(self.vae.decoder(z), x), kl_divergence(mean, logvar)

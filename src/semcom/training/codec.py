@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcom.models.hyperprior import DEFAULT_LAMBDAS, SpatialHyperprior
+from semcom.training.distributed import DistContext
 
 PAD = 8  # pixels of margin around a training crop, for the moved reference view
 
@@ -164,7 +165,7 @@ def evaluate(model: SpatialHyperprior, frames: torch.Tensor) -> list[dict]:
     model.eval()
     rows = []
     for q in range(model.qualities):
-        out = model(frames, torch.full((len(frames),), q))
+        out = model(frames, torch.full((len(frames),), q, device=frames.device))
         mse = (out.x_hat - frames).pow(2).flatten(1).mean(1).clamp_min(1e-10)
         rows.append({"quality": q + 1, "psnr_db": float((10 * torch.log10(1 / mse)).mean()),
                      "bits_per_frame": float((out.bits_y + out.bits_z).mean())})
@@ -175,17 +176,27 @@ def evaluate(model: SpatialHyperprior, frames: torch.Tensor) -> list[dict]:
 def train_codec(images: Sequence[np.ndarray], cfg: CodecTrainConfig = CodecTrainConfig(),
                 validation: Sequence[np.ndarray] = (), progress: Callable[[int, dict], None] | None = None,
                 checkpoint: Callable[[SpatialHyperprior, int, list], None] | None = None,
-                checkpoint_every: int = 1000) -> tuple[SpatialHyperprior, list[dict]]:
+                checkpoint_every: int = 1000, dist: DistContext | None = None) -> tuple[SpatialHyperprior, list[dict]]:
     """Train :class:`SpatialHyperprior` with Adam and a cosine schedule; returns (model, log).
 
     ``log`` has one record per step (``loss``, ``bpp``, ``mse``) and, every ``checkpoint_every`` steps,
     a ``validation`` record per quality; ``checkpoint(model, step, log)`` is called then too.
+
+    ``dist`` (:mod:`semcom.training.distributed`): the device, and on many processes this rank's slice of every
+    global batch of ``batch_size`` (all random draws are made for the global batch on the CPU, so the ranks
+    together compute the single-process gradient); the model comes back on the CPU. Validation, ``progress`` and
+    ``checkpoint`` run on rank 0 only, with the losses averaged over the ranks.
     """
+    dist = dist or DistContext()
+    dev, part = dist.device, dist.shard(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     pool, donors, val = training_data(images, validation, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
-    model = SpatialHyperprior(cfg.n, cfg.c, cfg.cz, len(cfg.lambdas), cfg.size, cfg.size)
+    model = SpatialHyperprior(cfg.n, cfg.c, cfg.cz, len(cfg.lambdas), cfg.size, cfg.size).to(dev)
+    net = dist.wrap(model)
     lambdas = torch.tensor(cfg.lambdas)
+    y_shape = (cfg.batch_size, cfg.c, cfg.size // 8, cfg.size // 8)
+    z_shape = (cfg.batch_size, cfg.cz, cfg.size // 16, cfg.size // 16)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = warmup_cosine(opt, cfg.steps, 500)
     log: list[dict] = []
@@ -197,31 +208,37 @@ def train_codec(images: Sequence[np.ndarray], cfg: CodecTrainConfig = CodecTrain
         crops = geometric_augment(colour_augment(crops, donors, gen), gen)
         x, x_ref = views(crops, cfg.size, cfg.max_shift, gen)
         q = torch.randint(len(cfg.lambdas), (cfg.batch_size,), generator=gen)
-        y_ref = torch.zeros(cfg.batch_size, cfg.c, cfg.size // 8, cfg.size // 8)
         inter = torch.rand(cfg.batch_size, generator=gen) < cfg.inter_fraction
+        # the rounding noise of the global batch, from the global CPU generator in the order forward draws it
+        noise = (torch.empty(z_shape).uniform_(-0.5, 0.5)[part].to(dev),
+                 torch.empty(y_shape).uniform_(-0.5, 0.5)[part].to(dev))
+        x, x_ref, q, inter = x[part].to(dev), x_ref[part].to(dev), q[part].to(dev), inter[part].to(dev)
+        y_ref = torch.zeros(len(x), cfg.c, cfg.size // 8, cfg.size // 8, device=dev)
         if inter.any():
             with torch.no_grad():
                 y_ref[inter] = torch.round(model.analysis(x_ref[inter], q[inter]))
-        out = model(x, q, y_ref)
+        out = net(x, q, y_ref, noise)
         mse = (out.x_hat - x).pow(2).flatten(1).mean(1)
         bpp = (out.bits_y + out.bits_z) / pixels
-        loss = (bpp + lambdas[q] * 255.0**2 * mse).mean()
+        loss = (bpp + lambdas.to(dev)[q] * 255.0**2 * mse).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        rec = {"step": step, "loss": float(loss.detach()), "bpp": float(bpp.detach().mean()),
-               "mse": float(mse.detach().mean()),
+        loss_v, bpp_v, mse_v = dist.mean([loss.detach(), bpp.detach().mean(), mse.detach().mean()]).tolist()
+        if not dist.is_main:
+            continue
+        rec = {"step": step, "loss": loss_v, "bpp": bpp_v, "mse": mse_v,
                "seconds": round(time.perf_counter() - t0, 1)}
         if val is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps):
-            rec["validation"] = evaluate(model, val)
+            rec["validation"] = evaluate(model, val.to(dev))
         log.append(rec)
         if progress is not None:
             progress(step, rec)
         if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps):
             checkpoint(model, step + 1, log)
-    return model.eval().requires_grad_(False), log
+    return model.cpu().eval().requires_grad_(False), log
 
 
 def save_codec(model: SpatialHyperprior, path: str | Path, cfg: CodecTrainConfig, train_photos: Sequence[str],

@@ -21,12 +21,19 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from semcom.errors import ConfigError
 from semcom.models.vqvae import DEFAULT_P, VARIANT_PATTERN, CodebookVQVAE
 from semcom.quantization.codebook import J_MAX, J_MIN
 from semcom.training.codec import PAD, colour_augment, geometric_augment, training_data, warmup_cosine
+from semcom.training.distributed import DistContext
 from semcom.training.vqvae_loss import VQVAELoss
 
-__all__ = ["VQVAETrainConfig", "evaluate_vqvae", "train_vqvae", "save_vqvae"]
+__all__ = ["NOT_DISTRIBUTED", "VQVAETrainConfig", "evaluate_vqvae", "train_vqvae", "save_vqvae"]
+
+#: Why the codebook trainer refuses torchrun: its losses and updates are statistics of the whole batch, not means
+#: of per-frame terms, so slices of a batch on several processes cannot add up to the one-process step.
+NOT_DISTRIBUTED = ("the k-means initialisation, the dead-code reset and the index entropy of eq. (11) are "
+                   "statistics of the whole batch")
 
 
 class VQVAETrainConfig(BaseModel):
@@ -73,16 +80,25 @@ def train_vqvae(images: Sequence[np.ndarray], cfg: VQVAETrainConfig = VQVAETrain
                 validation: Sequence[np.ndarray] = (), vgg16_weights: str | Path | None = None,
                 progress: Callable[[int, dict], None] | None = None,
                 checkpoint: Callable[[CodebookVQVAE, int, list], None] | None = None,
-                checkpoint_every: int = 500) -> tuple[CodebookVQVAE, list[dict]]:
+                checkpoint_every: int = 500, dist: DistContext | None = None) -> tuple[CodebookVQVAE, list[dict]]:
     """Train one variant; returns ``(model, log)``. ``log`` has one record per step (the loss terms of eqs.
     (23)-(25)) and, every ``checkpoint_every`` steps and at the end, a ``validation`` record
-    (:func:`evaluate_vqvae` on the held-out photos); ``checkpoint(model, step, log)`` is called then too."""
+    (:func:`evaluate_vqvae` on the held-out photos); ``checkpoint(model, step, log)`` is called then too.
+
+    ``dist``: the device (the model comes back on the CPU). This trainer runs on one process only
+    (:data:`NOT_DISTRIBUTED` says why)."""
+    dist = dist or DistContext()
+    if dist.enabled:
+        raise ConfigError(f"--algorithm codebook cannot train on {dist.world_size} processes ({NOT_DISTRIBUTED}); "
+                          "run it as one process")
+    dev = dist.device
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     pool, donors, val = training_data(images, validation, min(cfg.pool, cfg.steps * cfg.batch_size), cfg.size, gen)
-    model = _model(cfg)
+    model = _model(cfg).to(dev)
     loss_fn = VQVAELoss(mse_weight=cfg.mse_weight, ms_ssim_weight=cfg.ms_ssim_weight,
-                        perceptual_weight=cfg.perceptual_weight, vgg16_weights=vgg16_weights)
+                        perceptual_weight=cfg.perceptual_weight, vgg16_weights=vgg16_weights).to(dev)
+    val = val.to(dev) if val is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = warmup_cosine(opt, cfg.steps, 200)
     log: list[dict] = []
@@ -91,7 +107,7 @@ def train_vqvae(images: Sequence[np.ndarray], cfg: VQVAETrainConfig = VQVAETrain
     for step in range(cfg.steps):
         crops = pool[torch.randint(len(pool), (cfg.batch_size,), generator=gen)].float().div(255.0)
         crops = geometric_augment(colour_augment(crops, donors, gen), gen)
-        x = crops[:, :, PAD:PAD + cfg.size, PAD:PAD + cfg.size].contiguous()
+        x = crops[:, :, PAD:PAD + cfg.size, PAD:PAD + cfg.size].contiguous().to(dev)
         out = model(x)
         loss = loss_fn(out, x)
         opt.zero_grad(set_to_none=True)
@@ -111,7 +127,7 @@ def train_vqvae(images: Sequence[np.ndarray], cfg: VQVAETrainConfig = VQVAETrain
             progress(step, rec)
         if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or last):
             checkpoint(model, step + 1, log)
-    return model.eval().requires_grad_(False), log
+    return model.cpu().eval().requires_grad_(False), log
 
 
 def save_vqvae(model: CodebookVQVAE, path: str | Path, cfg: VQVAETrainConfig, train_photos: Sequence[str],
@@ -126,7 +142,8 @@ def save_vqvae(model: CodebookVQVAE, path: str | Path, cfg: VQVAETrainConfig, tr
     tensors = {}
     for k, v in model.state_dict().items():
         keep = k.startswith("vq.") or not v.is_floating_point()
-        tensors[k] = v.detach().contiguous() if keep else v.detach().to(torch.float16).contiguous()
+        v = v.detach().cpu()
+        tensors[k] = v.contiguous() if keep else v.to(torch.float16).contiguous()
     validation = next((r["validation"] for r in reversed(log) if "validation" in r), None)
     meta = {"kind": "codebook-vqvae", "hparams": json.dumps(model.hparams), "config": json.dumps(cfg.model_dump()),
             "train_photos": ",".join(train_photos), "validation_photos": ",".join(validation_photos),
