@@ -53,8 +53,6 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
@@ -307,19 +305,17 @@ def load_vqvae(path: str | Path) -> CodebookVQVAE:
     (float32, eval mode, no gradients). The metadata's hyper-parameters are checked against their bounds and the
     tensors' shapes against the model they describe (built on the meta device) before any tensor is read;
     anything wrong is a one-line :class:`~semcom.errors.WeightsError` naming the file."""
+    from semcom.models.weights import check_shapes, read_header, read_tensors
+
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    meta, shapes = read_header(path)
+    if meta.get("kind") != "codebook-vqvae":
+        raise WeightsError(f"weights {path} are not a codebook VQ-VAE (kind={meta.get('kind')!r})")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        if meta.get("kind") != "codebook-vqvae":
-            raise WeightsError(f"weights {path} are not a codebook VQ-VAE (kind={meta.get('kind')!r})")
         hp = json.loads(meta["hparams"])
         if not isinstance(hp, dict):
             raise ValueError("hparams is not an object")
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     for k, (lo, hi) in _HPARAM_LIMITS.items():
         v = hp.get(k)
@@ -329,19 +325,10 @@ def load_vqvae(path: str | Path) -> CodebookVQVAE:
                                      "codebook_update", "dead_code_threshold", "decay", "kmeans_iters", "height",
                                      "width")}
     try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in CodebookVQVAE(**kwargs).state_dict().items()}
+        check_shapes(path, shapes, lambda: CodebookVQVAE(**kwargs), "VQ-VAE their metadata")
     except (ConfigError, TypeError) as exc:
         raise WeightsError(f"weights {path} declare an invalid model: {exc}") from None
-    if shapes != expected:
-        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
-        raise WeightsError(f"weights {path} do not fit the VQ-VAE their metadata describes (tensor {bad[0]})")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
-    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
-        raise WeightsError(f"weights {path} hold non-finite values")
+    tensors = read_tensors(path)
     model = CodebookVQVAE(**kwargs)
     model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()})
     model.metadata = dict(meta)

@@ -47,6 +47,40 @@ def save_autoencoder(model: SphericalAutoencoder, path: str | Path, half: bool =
     return path
 
 
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """The metadata and the tensor shapes of the safetensors file ``path``, without reading a tensor; a one-line
+    :class:`~semcom.errors.WeightsError` naming the file when it is missing or unreadable."""
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+
+
+def check_shapes(path: Path, shapes: dict[str, tuple[int, ...]], build, what: str) -> None:
+    """Refuse tensors whose names or shapes are not those of ``build()``'s state dict (built on the meta device:
+    shapes only, nothing allocated); ``what`` completes "do not fit the ..." in the error."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    if shapes != expected:
+        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
+        raise WeightsError(f"weights {path} do not fit the {what} describes (tensor {bad[0]})")
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``path`` (after :func:`read_header` and :func:`check_shapes` have bounded them); a file
+    holding NaN or infinity is refused."""
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+        raise WeightsError(f"weights {path} hold non-finite values")
+    return tensors
+
+
 #: Bounds on the hyper-parameters a weights file may declare: ``d`` as a stream header can carry it
 #: (semcom.config.LinkConfig), frame sides as a header can carry them, multiples of 16.
 HPARAM_LIMITS = {"d": (1, 4096), "height": (16, 4096), "width": (16, 4096), "base": (1, 1024)}
@@ -61,12 +95,7 @@ def _check_hparams(path: Path, hparams: dict[str, int], shapes: dict[str, tuple[
     for k in ("height", "width"):
         if hparams[k] % 16:
             raise WeightsError(f"weights {path} declare {k}={hparams[k]}, not a multiple of 16")
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in SphericalAutoencoder(**hparams).state_dict().items()}
-    if shapes != expected:
-        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
-        raise WeightsError(f"weights {path} do not fit the autoencoder their metadata describes "
-                           f"(tensor {bad[0]})")
+    check_shapes(path, shapes, lambda: SphericalAutoencoder(**hparams), "autoencoder their metadata")
 
 
 def load_autoencoder(path: str | Path | None = None) -> SphericalAutoencoder:
@@ -76,20 +105,13 @@ def load_autoencoder(path: str | Path | None = None) -> SphericalAutoencoder:
     before any tensor is read, so a file cannot make this allocate more than its own size (twice, in
     float32) plus the model."""
     path = Path(path) if path is not None else shipped_weights_path()
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    meta, shapes = read_header(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         hparams = {k: int(meta[k]) for k in ("d", "height", "width", "base")}
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     _check_hparams(path, hparams, shapes)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    tensors = read_tensors(path)
     model = SphericalAutoencoder(**hparams)
     try:
         model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})

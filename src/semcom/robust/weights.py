@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from semcom.errors import ConfigError, WeightsError
+from semcom.models.weights import check_shapes, read_header, read_tensors
 from semcom.robust.config import robust_config
 from semcom.robust.model import MaskedVQVAE, ViTJSCC, build_model
 
@@ -44,18 +44,14 @@ def load_robust(path: str | Path) -> MaskedVQVAE | ViTJSCC:
     """The model saved at ``path`` by :func:`save_robust` (float32, eval mode, no gradients); its metadata is kept
     as ``model.metadata``."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+    meta, shapes = read_header(path)
+    if meta.get("kind") not in KINDS.values():
+        raise WeightsError(f"weights {path} are not a robust model (kind={meta.get('kind')!r})")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        if meta.get("kind") not in KINDS.values():
-            raise WeightsError(f"weights {path} are not a robust model (kind={meta.get('kind')!r})")
         values = json.loads(meta["config"])
         if not isinstance(values, dict):
             raise ValueError("config is not an object")
-    except (SafetensorError, KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     try:
         config = robust_config(**values)
@@ -63,17 +59,8 @@ def load_robust(path: str | Path) -> MaskedVQVAE | ViTJSCC:
         raise WeightsError(f"weights {path} declare an invalid config: {exc}") from None
     if KINDS[config.kind] != meta["kind"]:
         raise WeightsError(f"weights {path}: kind {meta['kind']!r} does not match config kind {config.kind!r}")
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
-    if shapes != expected:
-        bad = sorted(set(shapes) ^ set(expected)) or sorted(k for k in shapes if shapes[k] != expected[k])
-        raise WeightsError(f"weights {path} do not fit the model their config describes (tensor {bad[0]})")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
-    if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
-        raise WeightsError(f"weights {path} hold non-finite values")
+    check_shapes(path, shapes, lambda: build_model(config), "model their config")
+    tensors = read_tensors(path)
     model = build_model(config)
     model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()})
     model.metadata = dict(meta)
