@@ -9,7 +9,7 @@ from semcom.experiments.registry import REPRODUCTIONS
 
 
 def test_registered_with_snr_option():
-    for fig in ("table1", "fig4", "fig5", "fig6", "fig7", "fig9", "fig10", "fig11"):
+    for fig in ("table1", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "fig11"):
         r = REPRODUCTIONS[f"robust-{fig}"]
         assert r.options == ("snr",)
 
@@ -43,3 +43,44 @@ def test_fig6_rows_interface_and_monotone_noise():
     assert set(rows) == {(s, e) for s in rp.FIG4_SCHEMES for e in (0.0, 0.3)}
     # a large budget never helps the undefended masked VQ-VAE
     assert rows["masked-vqvae", 0.3] <= rows["masked-vqvae", 0.0]
+
+
+def test_fig8_quick_rows_and_universal_beats_random_on_the_jscc(tmp_path, monkeypatch):
+    monkeypatch.setattr(rp, "QUICK_FIG8_SSNRS", (0.0,))  # the --quick run at one SSNR
+    ticks = []
+    out = rp.outcome("fig8", True, ticks.append, tmp_path)
+    res = out.results
+    assert len(ticks) == rp.steps("fig8", True) and [p.name for p in out.figures] == ["robust_fig8.png"]
+    rows = {(r["scheme"], r["noise"]): r for r in res["rows"]}
+    assert set(rows) == {(s, n) for s in rp.FIG4_SCHEMES for n in ("universal", "random")}
+    for r in res["rows"]:
+        assert {"scheme", "ssnr_db", "snr_db", "accuracy", "noise", "dataset"} <= set(r)
+        assert r["ssnr_db"] == 0.0 and 0.0 <= r["accuracy"] <= 1.0
+    # Algorithm 1's sample-independent noise hurts the JSCC more than random noise of the same power
+    for s in ("jscc", "jscc+at"):
+        assert rows[s, "universal"]["accuracy"] < rows[s, "random"]["accuracy"]
+        assert rows[s, "universal"]["epsilon"] == rows[s, "random"]["epsilon"]
+    # at 0 dB SSNR both noises cost the masked VQ-VAE accuracy
+    assert rows["masked-vqvae", "universal"]["accuracy"] < res["clean_accuracy"]["masked-vqvae"]
+    json.dumps(res)
+
+
+def test_fig8_noise_is_on_the_received_symbols():
+    """The index link's perturbation hook sees equalised 16-QAM symbols of whole codewords and changes the bits."""
+    import numpy as np
+    import torch
+
+    from semcom.robust.link import IndexLink
+
+    bits = np.random.default_rng(0).integers(0, 2, 768 * 4).astype(np.uint8)
+    seen = []
+
+    def perturb(x_hat):
+        seen.append(x_hat.shape)
+        return x_hat + 2.0
+    clean = IndexLink(18.0, seed=1).send_bits(bits)
+    noisy = IndexLink(18.0, seed=1, perturb=perturb).send_bits(bits)
+    recorded = IndexLink(18.0, seed=1, record=True)
+    assert np.array_equal(recorded.send_bits(bits), clean)  # recording alone changes nothing
+    assert seen == [torch.Size([4, 384])] and recorded.records[0][1].is_complex()
+    assert np.array_equal(clean, bits) and (noisy != bits).mean() > 0.1

@@ -370,6 +370,8 @@ _ROBUST = {
             "clean and under semantic noise",
     "fig6": "the robust paper's Fig. 6: accuracy against the semantic-noise budget epsilon (--snr: the SNR)",
     "fig7": "the robust paper's Fig. 7: accuracy of masked-vqvae+fim+at against the reserving ratio, per epsilon",
+    "fig8": "the robust paper's Fig. 8: accuracy against the signal-to-semantic-noise ratio, universal noise on the "
+            "received (equalised) symbols beside random noise of the same power (--snr: the channel SNR)",
     "fig9": "the robust paper's Fig. 9: activation frequency of the features with and without the FIM",
     "fig10": "the robust paper's Fig. 10: codebook similarity with and without the orthogonality loss",
     "fig5": "the robust paper's Fig. 5: accuracy against SNR per codebook size J (small models trained in the run)",

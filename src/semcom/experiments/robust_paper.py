@@ -10,6 +10,10 @@ transmitter does not know the channel realisation) and then sent over the link l
 * ``robust-fig6``: accuracy against epsilon at one SNR;
 * ``robust-fig7``: accuracy of masked-vqvae+fim+at against the reserving ratio (1 - masking ratio) for several
   epsilon; the shipped model, its kept patches redrawn at each ratio (no retraining per ratio);
+* ``robust-fig8``: accuracy against the signal-to-semantic-noise ratio at the receiver: Algorithm 1's universal
+  noise on the equalised received symbols (before demapping and LDPC decoding for the digital schemes; a
+  differentiable stand-in of the receiver computes it, the real link evaluates it), beside random noise of the
+  same power;
 * ``robust-fig9``: activation frequency of the features (patch tokens) with and without the FIM, clean and noisy;
 * ``robust-fig10``: codebook similarity with and without the orthogonality loss (two small models trained here);
 * ``robust-fig5``: accuracy against SNR per codebook size J (one small model per J trained here);
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FIG4_SCHEMES", "PAPER", "run_fig4", "run_fig5", "run_fig6", "run_fig7", "run_fig9", "run_fig10",
+__all__ = ["FIG4_SCHEMES", "PAPER", "run_fig4", "run_fig5", "run_fig6", "run_fig7", "run_fig8", "run_fig9", "run_fig10",
            "run_fig11", "run_table1"]
 
 #: The seven schemes of Fig. 4, in the issue's order (the JPEG anchors use the jpeg-classifier variants).
@@ -56,6 +60,9 @@ PAPER = {
         "fig7": "at small eps accuracy rises with the reserving ratio; at eps = 0.016 it peaks near 0.5",
         "fig9": "semantic noise activates rarely used features; the FIM suppresses them",
         "fig10": "the orthogonality term lowers the similarity between codewords",
+        "fig8": "accuracy rises with the signal-to-semantic-noise ratio for every scheme; masked-vqvae+fim+at is "
+                "best; universal (sample-independent) noise hurts less than sample-dependent noise, and adversarial "
+                "training helps little against it",
     },
 }
 
@@ -235,6 +242,301 @@ def run_fig7(quick: bool = False, progress=None, snr: float = 9.0, seed: int = 0
                          "epsilon": eps, "snr_db": snr, "accuracy": acc})
             _tick(progress, f"ratio {r:g} eps={eps:g}")
     return {"rows": rows, "paper_claim": PAPER["claims"]["fig7"]}
+
+
+# ----------------------------------------------------------------------------- Fig. 8
+
+FIG8_SSNRS = (-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+QUICK_FIG8_SSNRS = (0.0, 10.0, 20.0)
+FIG8_SNR_DB = 9.0
+
+
+def _soft_index_tokens(model, bits, grid) -> tuple:
+    """The differentiable receiver of the digital stand-in: soft bits ``[B, T, J_c]`` (P(bit = 1), MSB first, the
+    sent indices of ``grid`` in ascending patch order) to the expected codeword ``sum_j P(j) e_j`` per sent
+    position, ``P(j)`` the product of the per-bit probabilities; returns the tokens ``[B, N, D]`` and presence."""
+    import torch
+
+    c = model.config
+    jb = int(math.log2(c.J))
+    table = ((torch.arange(c.J)[:, None] >> torch.arange(jb - 1, -1, -1)) & 1).float()  # [J, J_c]
+    p = bits.clamp(1e-6, 1 - 1e-6)
+    logp = torch.log(p) @ table.T + torch.log1p(-p) @ (1 - table).T  # [B, T, J]
+    soft = torch.softmax(logp, dim=-1) @ model.codebook  # [B, T, D]
+    present = grid >= 0
+    tokens = torch.zeros(grid.shape[0], c.num_patches, c.code_dim, dtype=soft.dtype)
+    tokens = tokens.masked_scatter(present.unsqueeze(-1), soft.reshape(-1, c.code_dim))
+    return tokens, present
+
+
+class _DigitalStandIn:
+    """Algorithm 1's view of the digital schemes (Fig. 8): the equalised symbols ``x_hat`` of a batch of LDPC
+    codewords to the loss, differentiably. Demapping is the link's own APP demapper (Sionna, differentiable), at the
+    noise variance ``no_eff + sigma_s^2`` (the equaliser's plus the semantic noise's per-symbol power, so the soft
+    bits are not saturated); the LDPC decoder is replaced by ``bp_iterations`` (default 5; the link runs 20) of
+    Sionna's belief propagation with soft output (differentiable in PyTorch), the soft bits ``sigmoid(LLR)`` of
+    the information bits. ``bp_iterations=0`` instead takes the soft bits of the systematic part
+    (:func:`semcom.robust.link.systematic_positions`), with the ``2 Z`` punctured information bits, which have no
+    channel symbol, set to the transmitted bits (constants: the attacker knows what it collected, as Algorithm
+    1's labels); it leaves the parity symbols unattacked. ``model`` None: the loss is the bits' binary cross
+    entropy against the transmitted bits (for the CRC'd JPEG packets any bit error erases the packet, so the bit
+    loss is what an attacker maximises); else the soft indices go through :func:`_soft_index_tokens` and the
+    classifier head, and the loss is the cross entropy of the images the codewords carry."""
+
+    def __init__(self, link, records, sigma2: float, model=None, grid=None, labels=None, bp_iterations: int = 5):
+        import torch
+
+        self.link, self.model, self.grid, self.labels = link, model, grid, labels
+        self.u = torch.cat([r[0] for r in records])
+        self.x = torch.cat([r[1] for r in records])
+        self.no = torch.cat([torch.as_tensor(r[2]).expand_as(r[1]) for r in records]) + sigma2
+        self.bp = None
+        if bp_iterations:
+            from sionna.phy.fec.ldpc import LDPC5GDecoder
+
+            self.bp = LDPC5GDecoder(link.pipe.chain.code.encoder, num_iter=int(bp_iterations), hard_out=False,
+                                    return_infobits=True)
+        else:
+            info, coded = systematic_positions_cached(link)
+            self.info, self.coded = torch.as_tensor(info), torch.as_tensor(coded)
+
+    def __call__(self, x_hat):
+        import torch
+
+        chain = self.link.pipe.chain
+        llr = chain.modulation.demap(x_hat, self.no)
+        if self.bp is not None:
+            bits = torch.sigmoid(self.bp(llr))
+        else:
+            bits = self.u.clone()
+            bits[:, self.info] = torch.sigmoid(llr[:, self.coded])
+        if self.model is None:
+            return torch.nn.functional.binary_cross_entropy(bits.clamp(1e-6, 1 - 1e-6), self.u, reduction="none") \
+                .sum(1)
+        c = self.model.config
+        jb = int(math.log2(c.J))
+        sent = int((self.grid >= 0).sum())
+        stream = bits.reshape(-1)[:sent * jb]
+        per = (self.grid >= 0).sum(1)
+        if not bool((per == per[0]).all()):
+            raise ValueError("the stand-in needs the same number of sent indices per image")
+        tokens, present = _soft_index_tokens(self.model, stream.reshape(len(self.grid), int(per[0]), jb), self.grid)
+        logits = self.model.decoder(tokens, present)["classification"]
+        return torch.nn.functional.cross_entropy(logits, self.labels, reduction="sum")
+
+
+_SYSTEMATIC: dict = {}
+
+
+def systematic_positions_cached(link):
+    """:func:`semcom.robust.link.systematic_positions`, once per ``(k, n)``."""
+    from semcom.robust.link import systematic_positions
+
+    key = (link.pipe.chain.k, link.pipe.chain.n)
+    if key not in _SYSTEMATIC:
+        _SYSTEMATIC[key] = systematic_positions(link)
+    return _SYSTEMATIC[key]
+
+
+def _perturbation(kind: str, delta=None, norm: float = 0.0, seed: int = 0):
+    """``x_hat -> x_hat + noise`` per frame (eq. (8) with ``H_a`` removed: the noise is added to the equalised
+    signal): ``"universal"`` the same ``delta`` on every frame; ``"random"`` a fresh Gaussian direction per frame,
+    of 2-norm ``norm`` (the universal noise's), from a generator seeded with ``seed``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def perturb(x_hat):
+        if kind == "universal":
+            return x_hat + delta.to(x_hat.dtype)
+        if x_hat.is_complex():
+            noise = torch.complex(torch.randn(x_hat.shape, generator=g), torch.randn(x_hat.shape, generator=g))
+        else:
+            noise = torch.randn(x_hat.shape, generator=g)
+        flat = noise.reshape(noise.shape[0], -1)
+        noise = (flat * (norm / torch.linalg.vector_norm(flat, dim=1, keepdim=True))).reshape(x_hat.shape)
+        return x_hat + noise.to(x_hat.dtype)
+    return perturb
+
+
+def _fig8_index(model, fit, test, snr, ssnrs, seed, progress, name, bp_iterations=5):
+    """Rows of a masked VQ-VAE scheme: the received codewords of the fit images are collected over the real link,
+    Algorithm 1 runs on the stand-in at each SSNR's budget, and the test images go over the real link (LDPC BP
+    decoding) with the noise on their equalised symbols."""
+    import torch
+
+    from semcom.attacks.universal import universal_noise
+    from semcom.robust.link import index_link_for
+
+    link = index_link_for(model, snr, seed=seed + 10_000, record=True)
+    with torch.no_grad():
+        tx = model.transmit(fit.images, snr)
+        link(tx["grid"])
+    x = torch.cat([r[1] for r in link.records])
+    p_signal = float(x.abs().pow(2).sum(1).mean())
+    rows = []
+    for ssnr in ssnrs:
+        eps = math.sqrt(p_signal / 10 ** (ssnr / 10))
+        standin = _DigitalStandIn(link, link.records, eps ** 2 / x.shape[1], model, tx["grid"], fit.labels,
+                                  bp_iterations)
+        delta = universal_noise(standin, x, None, eps, batch_size=len(x))
+        for kind in ("universal", "random"):
+            pert = _perturbation(kind, delta, eps, seed)
+            correct = 0
+            for i in range(0, len(test), 250):
+                ch = index_link_for(model, snr, seed=seed + i, perturb=pert)
+                with torch.no_grad():
+                    logits = model.logits(test.images[i:i + 250], snr, ch)
+                correct += int((logits.argmax(1) == test.labels[i:i + 250]).sum())
+            rows.append({"scheme": name, "ssnr_db": ssnr, "snr_db": snr, "accuracy": correct / len(test),
+                         "noise": kind, "epsilon": eps, "dataset": f"{DATASET}:test", "samples": len(test)})
+        _tick(progress, f"{name} SSNR {ssnr:g} dB")
+    return rows
+
+
+def _fig8_jscc(model, fit, test, snr, ssnrs, seed, progress, name):
+    """Rows of a JSCC scheme: the noise goes on the equalised analogue symbols (the latent after the MIMO channel),
+    the decoder is differentiable as it is."""
+    import torch
+
+    from semcom.attacks.universal import universal_noise
+    from semcom.robust.link import MIMOLatentChannel
+
+    def received(data, base):
+        rs, keeps = [], []
+        with torch.no_grad():
+            for i in range(0, len(data), 250):
+                z, keep = model.encode(data.images[i:i + 250])
+                rs.append(MIMOLatentChannel(snr, seed=base + i)(model.power_normalize(z)))
+                keeps.append(keep)
+        return torch.cat(rs), torch.cat(keeps)
+
+    def decode(r, keep):
+        c = model.config
+        tokens = torch.zeros(r.shape[0], c.num_patches, c.code_dim, dtype=r.dtype)
+        tokens = tokens.scatter(1, keep.unsqueeze(-1).expand(-1, -1, c.code_dim), r)
+        present = torch.zeros(r.shape[0], c.num_patches, dtype=torch.bool).scatter(1, keep, True)
+        return model.decoder(tokens, present)["classification"]
+
+    r_fit, keep_fit = received(fit, seed + 10_000)
+    r_test, keep_test = received(test, seed)
+    p_signal = float(r_fit.pow(2).flatten(1).sum(1).mean())
+    rows = []
+    for ssnr in ssnrs:
+        eps = math.sqrt(p_signal / 10 ** (ssnr / 10))
+        delta = universal_noise(lambda r: decode(r, keep_fit), r_fit, fit.labels, eps, batch_size=len(r_fit))
+        for kind in ("universal", "random"):
+            with torch.no_grad():
+                logits = decode(_perturbation(kind, delta, eps, seed)(r_test), keep_test)
+            rows.append({"scheme": name, "ssnr_db": ssnr, "snr_db": snr,
+                         "accuracy": float((logits.argmax(1) == test.labels).float().mean()), "noise": kind,
+                         "epsilon": eps, "dataset": f"{DATASET}:test", "samples": len(test)})
+        _tick(progress, f"{name} SSNR {ssnr:g} dB")
+    return rows
+
+
+def _fig8_jpeg_cwer(snr, ssnrs, seed, probes, progress, bp_iterations=5) -> dict:
+    """Codeword error rate of the JPEG packets' link under each noise: ``probes`` random codewords collected over
+    the real link, Algorithm 1 on the stand-in's bit loss, then ``probes`` fresh codewords through the real link
+    (LDPC BP) with the noise; a codeword with any wrong information bit fails its CRC."""
+    import torch
+
+    from semcom.attacks.universal import universal_noise
+    from semcom.robust.link import IndexLink
+
+    k = IndexLink(snr).pipe.k
+    rng = np.random.default_rng(seed)
+    fit_bits = rng.integers(0, 2, probes * k).astype(np.uint8)
+    test_bits = rng.integers(0, 2, probes * k).astype(np.uint8)
+    link = IndexLink(snr, seed=seed + 10_000, record=True)
+    link.send_bits(fit_bits)
+    x = torch.cat([r[1] for r in link.records])
+    p_signal = float(x.abs().pow(2).sum(1).mean())
+    out = {}
+    for ssnr in ssnrs:
+        eps = math.sqrt(p_signal / 10 ** (ssnr / 10))
+        standin = _DigitalStandIn(link, link.records, eps ** 2 / x.shape[1], bp_iterations=bp_iterations)
+        delta = universal_noise(standin, x, None, eps, batch_size=len(x))
+        for kind in ("universal", "random"):
+            rx = IndexLink(snr, seed=seed, perturb=_perturbation(kind, delta, eps, seed)).send_bits(test_bits)
+            out[ssnr, kind] = float((rx != test_bits).reshape(probes, k).any(1).mean()), eps
+        _tick(progress, f"jpeg link SSNR {ssnr:g} dB")
+    return out
+
+
+def run_fig8(quick: bool = False, progress=None, snr: float = FIG8_SNR_DB, ssnrs=None, seed: int = 0,
+             samples: int | None = None, fit_samples: int | None = None, schemes=FIG4_SCHEMES,
+             bp_iterations: int = 5) -> dict:
+    """Accuracy against the signal-to-semantic-noise ratio at the receiver (Fig. 8): Algorithm 1's universal noise
+    (:func:`semcom.attacks.universal.universal_noise`, ``H_a`` removed) added to the *received* signal, i.e. the
+    equalised MIMO symbols (before demapping and LDPC decoding for the digital schemes, the analogue latent
+    estimate for the JSCC), at channel SNR ``snr``; beside it random noise of the same power. SSNR is
+    ``mean ||x_tilde||^2 / ||Delta x||^2`` per frame (a frame: one LDPC codeword of 384 symbols for the digital
+    schemes, one image's 96 complex symbols for the JSCC). The noise is fitted on ``fit_samples`` training images
+    (received over other channel realisations) and evaluated on the held-out test split: rows with ``scheme``,
+    ``ssnr_db``, ``snr_db``, ``accuracy``, ``noise`` (``universal`` | ``random``), ``dataset``."""
+    import torch
+
+    from semcom.robust.link import JPEGLink
+    from semcom.robust.zoo import scheme_of
+    from semcom.sources.labelled import load_labelled
+
+    snr = float(snr)
+    ssnrs = tuple(float(s) for s in (ssnrs or (QUICK_FIG8_SSNRS if quick else FIG8_SSNRS)))
+    test = held_out_split(quick, samples)
+    fit = load_labelled(DATASET, "train", seed=0, limit=fit_samples or (100 if quick else 500))
+    models = _models(schemes)
+    rows, clean = [], {}
+    cwer = None
+    torch.manual_seed(seed)
+    for s in schemes:
+        name, model = _variant(s), models[s]
+        kind = scheme_of(name)
+        if kind == "index":
+            rows += _fig8_index(model, fit, test, snr, ssnrs, seed, progress, s, bp_iterations)
+        elif kind == "jscc":
+            rows += _fig8_jscc(model, fit, test, snr, ssnrs, seed, progress, s)
+        else:
+            if cwer is None:
+                cwer = _fig8_jpeg_cwer(snr, ssnrs, seed, 64 if quick else 256, progress, bp_iterations)
+            for ssnr in ssnrs:
+                for noise in ("universal", "random"):
+                    p, eps = cwer[ssnr, noise]
+                    correct = 0
+                    for i in range(0, len(test), 250):
+                        link = JPEGLink(snr, seed=seed + i, mode="cwer", cwer=p)
+                        with torch.no_grad():
+                            logits = model.logits(link(test.images[i:i + 250]))
+                        correct += int((logits.argmax(1) == test.labels[i:i + 250]).sum())
+                    rows.append({"scheme": s, "ssnr_db": ssnr, "snr_db": snr, "accuracy": correct / len(test),
+                                 "noise": noise, "epsilon": eps, "codeword_error_rate": p,
+                                 "dataset": f"{DATASET}:test", "samples": len(test)})
+                _tick(progress, f"{s} SSNR {ssnr:g} dB")
+        from semcom.robust.zoo import accuracy_of
+
+        clean[s] = accuracy_of(name, model, test.images, test.labels, snr, seed=seed)
+    return {"rows": rows, "ssnrs": list(ssnrs), "snr_db": snr, "clean_accuracy": clean,
+            "fit_samples": len(fit), "standin_bp_iterations": bp_iterations, "paper_claim": PAPER["claims"]["fig8"]}
+
+
+def figure_fig8(res: dict, out: Path) -> list[Path]:
+    from semcom.report.figures import plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, s in zip(colours, FIG4_SCHEMES):
+        for noise, style in (("universal", "-"), ("random", ":")):
+            pts = [(r["ssnr_db"], r["accuracy"]) for r in res["rows"] if r["scheme"] == s and r["noise"] == noise]
+            if pts:
+                ax.plot(*zip(*pts), style, marker="o" if noise == "universal" else None, color=colour,
+                        label=f"{s}" if noise == "universal" else None)
+    ax.plot([], [], "k:", label="random noise, same power")
+    ax.set(xlabel="signal-to-semantic-noise ratio at the receiver (dB)", ylabel="accuracy", ylim=(0, 1),
+           title=f"universal noise on the equalised symbols, channel SNR {res['snr_db']:g} dB")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out, "robust_fig8.png")
 
 
 # ----------------------------------------------------------------------------- Fig. 9
@@ -554,6 +856,8 @@ COLUMNS = {
              ("accuracy", "accuracy", "{:.3f}"), ("accuracy_noiseless", "noiseless link", "{:.3f}")],
     "fig7": [("reserving_ratio", "reserving ratio", "{:.2f}"), ("kept_patches", "T", "{}"),
              ("epsilon", "eps", "{:g}"), ("accuracy", "accuracy", "{:.3f}")],
+    "fig8": [("scheme", "scheme", "{}"), ("noise", "noise", "{}"), ("ssnr_db", "SSNR dB", "{:g}"),
+             ("snr_db", "SNR dB", "{:g}"), ("accuracy", "accuracy", "{:.3f}")],
     "fig9": [("model", "model", "{}"), ("samples", "samples", "{}"), ("mean_frequency", "mean freq", "{:.3f}"),
              ("top10_share", "share of top 10 features", "{:.3f}")],
     "fig5": [("J", "J", "{}"), ("epsilon", "eps", "{:g}"), ("snr_db", "SNR dB", "{:g}"),
@@ -580,6 +884,8 @@ def steps(figure: str, quick: bool, snr=None) -> int:
         return 2 * n * eps
     if figure == "fig7":
         return 8 if quick else 32
+    if figure == "fig8":
+        return (n + 1) * len(QUICK_FIG8_SSNRS if quick else FIG8_SSNRS)
     return {"table1": 2, "fig9": 4, "fig10": 2, "fig5": 2 if quick else 4, "fig11": 2}[figure]
 
 
@@ -601,6 +907,9 @@ def outcome(figure: str, quick: bool, progress, out: Path, snr=None, seed: int =
     elif figure == "fig7":
         res = run_fig7(quick, progress, seed=seed, **one_snr)
         figs = figure_fig7(res, out)
+    elif figure == "fig8":
+        res = run_fig8(quick, progress, seed=seed, **one_snr)
+        figs = figure_fig8(res, out)
     elif figure == "fig9":
         res = run_fig9(quick, progress)
         figs = figure_fig9(res, out)

@@ -50,7 +50,7 @@ import torch
 from semcom.errors import ConfigError
 
 __all__ = ["PAPER_PHY", "IndexLink", "JPEGLink", "MIMOLatentChannel", "index_bits_per_image", "index_link_for",
-           "jpeg_bytes", "symbols_per_image"]
+           "jpeg_bytes", "symbols_per_image", "systematic_positions"]
 
 #: Section V-A's physical layer: Nt = 8, Nr = 4, 16-QAM, LDPC rate 1/2 (every other PhyConfig field at its default).
 PAPER_PHY = {"modulation": "qam16", "channel": "mimo", "code": "ldpc-1/2", "num_tx_ant": 8, "num_rx_ant": 4}
@@ -109,10 +109,17 @@ class IndexLink:
     codeword length ``n`` (``k = n / 2`` information bits). ``.stats`` holds the last call's :class:`LinkStats`."""
 
     def __init__(self, snr_db: float, J: int = 256, position_map: bool = False, seed: int = 0,
-                 codeword_bits: int = 1536, **phy):
+                 codeword_bits: int = 1536, *, perturb=None, record: bool = False, **phy):
         from semcom.phy.link import BitPipe
 
         self.snr_db = _check_snr(snr_db)
+        #: eq. (8)'s receiver-side semantic noise: ``perturb(x_hat)`` gets the equalised symbols of each batch of
+        #: codewords (complex ``[C, n / B_s]``) before demapping and returns them perturbed (Fig. 8).
+        self.perturb = perturb
+        #: with ``record=True`` each call appends ``(u, x_hat, no_eff)`` (information bits ``[C, k]``, equalised
+        #: symbols before ``perturb``, the equaliser's noise variance) to ``.records``: what Algorithm 1's attacker
+        #: collects.
+        self.record, self.records = bool(record), []
         if isinstance(J, bool) or not isinstance(J, int) or J < 2 or J & (J - 1):
             raise ConfigError(f"invalid J={J!r}: must be a power of two >= 2")
         self.J, self.bits_per_index, self.position_map = J, int(math.log2(J)), bool(position_map)
@@ -161,7 +168,7 @@ class IndexLink:
         if arr.size and (arr.min() < -1 or arr.max() >= self.J):
             raise ConfigError(f"invalid index grid: values must be -1 or in 0..{self.J - 1}")
         stream, lengths = self.bits(arr)
-        received = self.pipe.send(stream, snr_db=self.snr_db)
+        received = self.send_bits(stream)
         out = self.unbits(received, lengths, arr)
         sent = arr >= 0
         self.stats = LinkStats(images=arr.shape[0], indices=int(sent.sum()),
@@ -169,6 +176,52 @@ class IndexLink:
                                bit_errors=int((received != stream).sum()),
                                channel_uses=self.pipe.channel_uses(int(stream.size)))
         return torch.from_numpy(out).to(g.device)
+
+
+    def send_bits(self, stream: np.ndarray) -> np.ndarray:
+        """``stream`` through the link (:meth:`semcom.phy.link.BitPipe.send`, the same blocks in the same order),
+        with :attr:`perturb` applied to the equalised symbols and :attr:`records` kept when asked."""
+        if self.perturb is None and not self.record:
+            return self.pipe.send(stream, snr_db=self.snr_db)
+        if stream.size == 0:
+            return stream.astype(np.uint8)
+        chain, k = self.pipe.chain, self.pipe.k
+        no = 10.0 ** (-self.pipe.config.esn0_db(self.snr_db) / 10.0)
+        blocks = math.ceil(stream.size / k)
+        u = np.zeros(blocks * k, dtype=np.float32)
+        u[:stream.size] = stream
+        u = torch.from_numpy(u.reshape(blocks, k))
+        out = torch.empty_like(u)
+        step = self.pipe.config.batch_codewords
+        with torch.no_grad():
+            for start in range(0, blocks, step):
+                ub = u[start:start + step]
+                x_hat, no_eff = chain.channel(chain.modulation.map(chain.code.encode(ub)), no)
+                if self.record:
+                    self.records.append((ub, x_hat, no_eff))
+                if self.perturb is not None:
+                    x_hat = self.perturb(x_hat)
+                out[start:start + step] = chain.code.decode(chain.modulation.demap(x_hat, no_eff))
+        return out.reshape(-1)[:stream.size].numpy().astype(np.uint8)
+
+
+def systematic_positions(link: IndexLink) -> tuple[np.ndarray, np.ndarray]:
+    """Where the information bits sit in the transmitted codeword of ``link``'s LDPC code: ``(info, coded)`` with
+    ``codeword[coded[i]] == u[info[i]]`` for every ``u``. 5G LDPC is systematic but punctures the first ``2 Z``
+    information bits and interleaves the rest (rate matching), so ``info`` misses those (for ``n = 1536``: bits
+    0..159 of 768). Found by encoding 64 random blocks (seeded): a false match has probability ``2^-64``."""
+    code = link.pipe.chain.code
+    g = torch.Generator().manual_seed(0)
+    u = torch.randint(0, 2, (64, code.k), generator=g).float()
+    c = code.encode(u)
+    match = (c[:, :, None] == u[:, None, :]).all(0)  # [n, k]
+    coded, info = [], []
+    for j in range(match.shape[0]):
+        hit = torch.nonzero(match[j]).flatten()
+        if hit.numel() == 1 and int(hit[0]) not in info:
+            coded.append(j)
+            info.append(int(hit[0]))
+    return np.asarray(info), np.asarray(coded)
 
 
 def index_link_for(model, snr_db: float, seed: int = 0, **options) -> IndexLink:
