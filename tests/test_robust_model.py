@@ -421,3 +421,24 @@ def test_training_other_tasks_and_bad_input():
         train_masked_vqvae(SMALL, x_tr[:4], [0, 1, 2, 10], steps=1)
     with pytest.raises(ConfigError, match="masking ratio"):
         train_masked_vqvae(SMALL | {"mask_ratio": 1.0}, x_tr[:4], y_tr[:4], steps=1)
+
+
+def test_shipped_tasks_model_retrieves_and_reuses_the_masked_vqvae():
+    """masked-vqvae-tasks: its recall@1 on held-out test digits is far above chance (0.1), its reconstructions
+    beat the mean image, and its encoder and codebook are the shipped masked-vqvae's (same indices)."""
+    import torch
+
+    from semcom.robust.zoo import load_variant, psnr_of, recall_of
+    from semcom.sources.labelled import load_labelled
+
+    test = load_labelled("mnist5k", "test", seed=0, limit=250)
+    tasks, base = load_variant("masked-vqvae-tasks"), load_variant("masked-vqvae")
+    assert set(tasks.config.tasks) == {"classification", "retrieval", "reconstruction"}
+    assert recall_of(tasks, test.images, test.labels) > 0.5
+    mean_image = test.images.mean(0, keepdim=True).expand_as(test.images)
+    psnr_mean = float(10 * torch.log10(1.0 / (mean_image - test.images).pow(2).mean()))
+    assert psnr_of(tasks, test.images) > psnr_mean + 2.0
+    with torch.no_grad():
+        x = test.images[:32]
+        assert torch.equal(tasks.transmit(x)["indices"], base.transmit(x)["indices"])
+        assert torch.equal(tasks.logits(x), base.logits(x))

@@ -84,3 +84,26 @@ def test_fig8_noise_is_on_the_received_symbols():
     assert np.array_equal(recorded.send_bits(bits), clean)  # recording alone changes nothing
     assert seen == [torch.Size([4, 384])] and recorded.records[0][1].is_complex()
     assert np.array_equal(clean, bits) and (noisy != bits).mean() > 0.1
+
+
+def test_fig11_quick_rows_and_figures(tmp_path):
+    """``robust-fig11 --quick``: recall@1 and PSNR per SNR and semantic noise of the shipped masked-vqvae-tasks."""
+    ticks = []
+    out = rp.outcome("fig11", True, ticks.append, tmp_path)
+    res = out.results
+    assert len(ticks) == rp.steps("fig11", True) == 3
+    assert [p.name for p in out.figures] == ["robust_fig11a.png", "robust_fig11b.png"]
+    rows = {(r["snr_db"], r["noise"]): r for r in res["rows"]}
+    assert set(rows) == {(s, n) for s in (-9.0, 5.0, 18.0) for n in ("none", "retrieval", "reconstruction")}
+    for r in res["rows"]:
+        assert {"snr_db", "noise", "epsilon", "recall_at_1", "psnr_db"} <= set(r)
+        assert 0.0 <= r["recall_at_1"] <= 1.0 and r["images"] == 200
+    chance = res["chance_recall_at_1"]
+    assert 0.08 < chance < 0.12
+    # clean retrieval over an error-free link is far above chance; the link's errors at -9 dB bring it to chance
+    assert rows[18.0, "none"]["recall_at_1"] > chance + 0.3
+    assert rows[-9.0, "none"]["recall_at_1"] < rows[18.0, "none"]["recall_at_1"] - 0.3
+    # the retrieval-targeted semantic noise costs recall
+    assert rows[18.0, "retrieval"]["recall_at_1"] < rows[18.0, "none"]["recall_at_1"]
+    assert len(res["reconstructions"]["original"]) == 10  # one digit per class
+    json.dumps(res)

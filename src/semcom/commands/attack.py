@@ -27,7 +27,7 @@ ATTACKS = ("fgsm", "pgd", "universal")
 def add_parser(sub) -> None:
     p = sub.add_parser("attack", help=HELP["attack"])
     p.add_argument("--model", required=True, help="a shipped robust model: masked-vqvae+fim+at, masked-vqvae+at, "
-                   "masked-vqvae, jscc+at, jscc, jpeg-classifier+at, jpeg-classifier")
+                   "masked-vqvae, jscc+at, jscc, jpeg-classifier+at, jpeg-classifier, masked-vqvae-tasks")
     p.add_argument("--attack", choices=ATTACKS, default="fgsm")
     p.add_argument("--epsilon", type=float, default=0.016, help="noise budget: infinity norm on [0, 1] pixels "
                    "(fgsm, pgd; the paper's 0.016 by default), 2-norm of the whole noise (universal)")
@@ -124,7 +124,7 @@ def train_robust(args) -> int:
 
     if args.variant is None:
         raise ConfigError("--algorithm robust needs --variant (masked-vqvae+fim+at, masked-vqvae+at, masked-vqvae, "
-                          "jscc+at, jscc, jpeg-classifier+at, jpeg-classifier)")
+                          "jscc+at, jscc, jpeg-classifier+at, jpeg-classifier, masked-vqvae-tasks)")
     check_variant(args.variant)
     steps = args.steps
     seed = 0 if args.seed is None else args.seed

@@ -375,8 +375,8 @@ _ROBUST = {
     "fig9": "the robust paper's Fig. 9: activation frequency of the features with and without the FIM",
     "fig10": "the robust paper's Fig. 10: codebook similarity with and without the orthogonality loss",
     "fig5": "the robust paper's Fig. 5: accuracy against SNR per codebook size J (small models trained in the run)",
-    "fig11": "the robust paper's Fig. 11: recall@1 against SNR and reconstructions under semantic noise, patch 4 "
-             "and 7 (small models trained in the run)",
+    "fig11": "the robust paper's Fig. 11: recall@1 against SNR and reconstructions under semantic noise "
+             "(the shipped masked-vqvae-tasks)",
 }
 
 REPRODUCTIONS: dict[str, Reproduction] = {

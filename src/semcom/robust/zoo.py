@@ -9,6 +9,10 @@ Variants (:data:`VARIANTS`), the schemes of the paper's Section V-A:
   ``24 x 8 / 2 = 96`` complex symbols per image equal the masked VQ-VAE's ``24 x 8 / (4 x 1/2) = 96``);
 * ``jpeg-classifier+at``, ``jpeg-classifier``: the classifier behind JPEG+LDPC, a ViT like the paper's ("the ViT
   as classifier"): the same ViT and three-FC head on all patches (masking ratio 0) with a noiseless latent.
+* ``masked-vqvae-tasks``: the shipped ``masked-vqvae`` (encoder, codebook, masking statistics and classification
+  head loaded and frozen, so its indices mean the same) with two new three-FC heads, retrieval (unit-norm
+  embedding, supervised contrastive loss) and reconstruction (pixels, MSE), trained for
+  :data:`DEFAULT_TASKS_STEPS` steps over the same index channel: the model of Fig. 11.
 
 **Data.** ``mnist5k`` (28 x 28 grey, 4,000 train / 1,000 test, the stratified seeded split of
 :mod:`semcom.sources.labelled`), kept at 28 x 28 with patch 4: 49 patches, 24 kept at masking ratio 0.5. Padding to
@@ -62,6 +66,12 @@ DEFAULT_STEPS = 1200
 DEFAULT_AT_STEPS = 600
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
+#: The tasks of ``masked-vqvae-tasks`` (Fig. 11) and the heads it trains on top of the frozen ``masked-vqvae``.
+TASKS_ALL = ("classification", "retrieval", "reconstruction")
+TASK_HEADS = ("decoder.heads.retrieval.", "decoder.heads.reconstruction.")
+#: Steps of ``masked-vqvae-tasks`` (its two new heads on the frozen ``masked-vqvae``).
+DEFAULT_TASKS_STEPS = 2000
+
 _BASE = {"height": 28, "width": 28, "channels": 1, "patch_size": 4, "n_classes": 10,
          "tasks": ("classification",), "train_snr_db": TRAIN_SNR_DB}
 
@@ -78,6 +88,9 @@ class Variant:
     description: str = ""
     #: The variant whose shipped weights this one starts from (the ``+at`` variants fine-tune their plain model).
     init: str | None = None
+    #: When set, only the parameters whose names start with one of these prefixes train; the rest stay frozen (and
+    #: in eval mode, so the codebook keeps its codewords): ``masked-vqvae-tasks`` trains only its new heads.
+    trainable: tuple[str, ...] | None = None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -93,6 +106,9 @@ VARIANTS: dict[str, Variant] = {
                                   "ViT classifier for JPEG+LDPC, adversarial training with AWP", "jpeg-classifier"),
     "jpeg-classifier": Variant("jscc", {"mask_ratio": 0.0, "code_dim": 8, "masking": "random"}, False, "none",
                                "ViT classifier for JPEG+LDPC"),
+    "masked-vqvae-tasks": Variant("masked-vqvae", {"use_fim": False, "tasks": TASKS_ALL}, False, "index",
+                                  "masked VQ-VAE with retrieval and reconstruction heads (Fig. 11)", "masked-vqvae",
+                                  TASK_HEADS),
 }
 
 
@@ -199,7 +215,10 @@ class _ClippedOptimizer:
 
 
 def default_steps(name: str) -> int:
-    return DEFAULT_AT_STEPS if check_variant(name).at else DEFAULT_STEPS
+    v = check_variant(name)
+    if v.trainable is not None:
+        return DEFAULT_TASKS_STEPS
+    return DEFAULT_AT_STEPS if v.at else DEFAULT_STEPS
 
 
 def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, seed: int = 0, *,
@@ -212,7 +231,10 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
     A ``+at`` variant fine-tunes ``init`` (a model; default the shipped weights of its plain variant, e.g.
     ``masked-vqvae`` for ``masked-vqvae+fim+at``, whose FIM starts fresh) at learning rate 5e-4 (plain: 2e-3), with
     the semantic-noise budget ramped linearly from 0 to :data:`AT_EPSILON` over the first 30 % of the steps and
-    the gradient norm clipped to 1 (adversarial training from scratch at 0.1 collapsed to chance in our runs)."""
+    the gradient norm clipped to 1 (adversarial training from scratch at 0.1 collapsed to chance in our runs).
+    A variant with ``trainable`` (``masked-vqvae-tasks``) loads ``init`` the same way, trains only the parameters
+    those prefixes name (its new heads, :data:`DEFAULT_TASKS_STEPS` steps at 2e-3) and keeps the rest frozen in eval
+    mode; its ``info`` adds the test split's recall@1 and reconstruction PSNR on the noiseless link."""
     import torch
 
     from semcom.attacks import awp_step, iterative_fgsm
@@ -244,11 +266,17 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
                                    f"(tensor {clash[0] if clash else 'kind'} differs); train {v.init} on {dataset} "
                                    f"first and pass it with --init")
             missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
-            if unexpected or any(not k.startswith("fim.") for k in missing):
+            fresh = ("fim.",) + (v.trainable or ())
+            if unexpected or any(not k.startswith(fresh) for k in missing):
                 raise WeightsError(f"cannot start {name} from {v.init}: tensors {sorted(unexpected + missing)[:3]}")
             init_from = f"{v.init} ({getattr(base, 'metadata', {}).get('command', 'given model')})"
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        clipped = _ClippedOptimizer(opt, model.parameters())
+        params = list(model.parameters())
+        if v.trainable is not None:
+            for k, p in model.named_parameters():
+                p.requires_grad_(k.startswith(v.trainable))
+            params = [p for p in params if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        clipped = _ClippedOptimizer(opt, params)
         warm = max(1, steps // 20)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -265,6 +293,9 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
             sel = order[cursor:cursor + batch_size]
             cursor += batch_size
             x, y = x_all[sel], y_all[sel]
+            if v.trainable is not None:  # frozen parts in eval mode (the codebook keeps its codewords)
+                for m in (model.encoder, model.proj, model.quantizer):
+                    m.eval()
 
             def model_loss(m, xi, yi, ch=ch, snr=snr):
                 return robust_loss(m(xi, snr_db=snr, channel=ch), xi, yi, config)[0]
@@ -282,7 +313,7 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
                 lt = model_loss(model, x, y)
                 opt.zero_grad(set_to_none=True)
                 lt.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 loss = float(lt.detach())
             sched.step()
@@ -293,6 +324,11 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
     seconds = time.perf_counter() - t0
     model.eval()
     acc = accuracy(model, test.images, test.labels)
+    extra = {}
+    if "retrieval" in config.tasks:
+        extra["test_recall_at_1_noiseless"] = round(recall_of(model, test.images, test.labels), 4)
+    if "reconstruction" in config.tasks:
+        extra["test_psnr_db_noiseless"] = round(psnr_of(model, test.images), 2)
     info = {"variant": name, "dataset": dataset, "split": "train (test split held out: 20 % stratified, seed 0)",
             "steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "train_snr_db": list(TRAIN_SNR_RANGE),
             "adversarial_training": f"iterative FGSM K=5 eps={AT_EPSILON} + AWP gamma={AWP_GAMMA}" if v.at else "no",
@@ -300,8 +336,35 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
                               "mimo": "MIMOLatentChannel(SNR, 8x4 LMMSE)", "none": "noiseless"}[v.channel],
             "init": init_from or "random", "command": train_command(name, steps, dataset, seed),
             "train_seconds": round(seconds, 1),
-            "test_accuracy_noiseless": round(acc, 4)}
+            "test_accuracy_noiseless": round(acc, 4)} | extra
     return model, info
+
+
+def recall_of(model, images, labels, channel=None, snr_db: float | None = None, batch_size: int = 250) -> float:
+    """Recall@1 (Fig. 11a) of ``model``'s retrieval embeddings of ``images`` against each other (the nearest other
+    image, cosine), sent in batches of ``batch_size`` through ``channel(snr_db, first_row)`` (``None``: the
+    noiseless link); the FIM is fed ``snr_db`` (the training SNR when ``None``)."""
+    import torch
+
+    from semcom.robust.train import recall_at_1
+
+    fim_snr = TRAIN_SNR_DB if snr_db is None else snr_db
+    emb = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            ch = None if channel is None else channel(snr_db, i)
+            emb.append(model(images[i:i + batch_size], snr_db=fim_snr, channel=ch).embedding)
+    return recall_at_1(torch.cat(emb), torch.as_tensor(labels))
+
+
+def psnr_of(model, images, batch_size: int = 250) -> float:
+    """PSNR (dB, peak 1) of ``model``'s reconstructions of ``images`` over the noiseless link."""
+    import torch
+
+    with torch.no_grad():
+        mse = sum(float((model(images[i:i + batch_size]).reconstruction - images[i:i + batch_size]).pow(2).sum())
+                  for i in range(0, len(images), batch_size)) / images.numel()
+    return float(10 * math.log10(1.0 / max(mse, 1e-12)))
 
 
 def save_variant(model, info: dict, path: str | Path | None = None) -> tuple[Path, bool]:
