@@ -7,8 +7,6 @@ realisation); with ``--snr`` both the clean and the attacked images then travel 
 ``pgd`` PGD with a random start (20 steps), both bounding the infinity norm of the noise on [0, 1] pixels by
 ``--epsilon``; ``universal`` is Algorithm 1's sample-independent noise of 2-norm ``--epsilon``, fitted on the
 training split and added to every test image.
-
-This module also holds ``semcom train --algorithm robust``'s entry point, :func:`train_robust`.
 """
 
 from __future__ import annotations
@@ -111,36 +109,4 @@ def main(args) -> int:
         link = "noiseless link" if args.snr is None else f"link at {args.snr:g} dB"
         out_console.print(f"{args.model} on {spec} test ({len(data)} images, {link}): clean {clean:.4f}, "
                           f"{args.attack} eps={eps:g}: {attacked:.4f}")
-    return 0
-
-
-def train_robust(args) -> int:
-    """``semcom train --algorithm robust --variant NAME [--steps N] [--dataset SPEC] [--seed S] [--init FILE]
-    [-o FILE]``: retrain a shipped model with its recipe (:func:`semcom.robust.zoo.train_variant`); a ``+at``
-    variant fine-tunes ``--init`` (default: the shipped plain variant, which fits only mnist5k-shaped data).
-    ``-o`` defaults to ``NAME.safetensors`` here; ``-o src/semcom/robust/weights/NAME.safetensors`` replaces the
-    shipped file."""
-    from semcom.robust.zoo import DATASET, check_variant, save_variant, train_variant
-
-    if args.variant is None:
-        raise ConfigError("--algorithm robust needs --variant (masked-vqvae+fim+at, masked-vqvae+at, masked-vqvae, "
-                          "jscc+at, jscc, jpeg-classifier+at, jpeg-classifier, masked-vqvae-tasks)")
-    check_variant(args.variant)
-    steps = args.steps
-    seed = 0 if args.seed is None else args.seed
-    output = args.output if str(args.output) != "ae.safetensors" else Path(f"{args.variant}.safetensors")
-    log = None if args.json else out_console.print
-    init = None
-    if args.init is not None:
-        from semcom.robust.weights import load_robust
-
-        init = load_robust(args.init)
-    model, info = train_variant(args.variant, steps, args.dataset or DATASET, seed, log=log, init=init)
-    path, half = save_variant(model, info, output)
-    summary = {"algorithm": "robust", "output": str(path), "float16": half} | info
-    if args.json:
-        print_json(summary)
-    else:
-        out_console.print(f"{args.variant} on {info['dataset']} ({info['train_seconds']} s) -> {path}; "
-                          f"test accuracy (noiseless link) {info['test_accuracy_noiseless']:.4f}")
     return 0
