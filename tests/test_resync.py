@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.test_session import drift
 
 from semcom.config import FaultConfig, LinkConfig, ProtectionConfig
 from semcom.errors import WireFormatError
@@ -24,18 +25,6 @@ from semcom.link import protected as pk
 from semcom.link import transcript, wire
 from semcom.link.session import ProtectedLink, corruption_delays, fault_summary
 from semcom.memory import PrototypeMemory
-
-
-def drift(n: int = 60, d: int = 64, seed: int = 0, step: float = 0.08, jumps: int = 4) -> torch.Tensor:
-    """Unit-norm latents that drift and jump: a few scenes, slow motion inside each."""
-    g = torch.Generator().manual_seed(seed)
-    out, z = [], F.normalize(torch.randn(d, generator=g), dim=0)
-    for t in range(n):
-        if t % (n // jumps) == 0:
-            z = F.normalize(torch.randn(d, generator=g), dim=0)
-        z = F.normalize(z + step * torch.randn(d, generator=g) / d**0.5, dim=0)
-        out.append(z)
-    return torch.stack(out)
 
 
 def fresh(n: int, d: int, seed: int) -> torch.Tensor:

@@ -46,7 +46,6 @@ arrives wrong 84 % of the time, eq. 16); trainers set ``p`` for the SNR they tra
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -305,18 +304,13 @@ def load_vqvae(path: str | Path) -> CodebookVQVAE:
     (float32, eval mode, no gradients). The metadata's hyper-parameters are checked against their bounds and the
     tensors' shapes against the model they describe (built on the meta device) before any tensor is read;
     anything wrong is a one-line :class:`~semcom.errors.WeightsError` naming the file."""
-    from semcom.models.weights import check_shapes, read_header, read_tensors
+    from semcom.models.weights import check_shapes, json_field, read_header, read_tensors
 
     path = Path(path)
     meta, shapes = read_header(path)
     if meta.get("kind") != "codebook-vqvae":
         raise WeightsError(f"weights {path} are not a codebook VQ-VAE (kind={meta.get('kind')!r})")
-    try:
-        hp = json.loads(meta["hparams"])
-        if not isinstance(hp, dict):
-            raise ValueError("hparams is not an object")
-    except (KeyError, ValueError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    hp = json_field(path, meta, "hparams")
     for k, (lo, hi) in _HPARAM_LIMITS.items():
         v = hp.get(k)
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:

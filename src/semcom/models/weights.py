@@ -8,6 +8,7 @@ is identified on the wire by a 4-byte fingerprint of its tensors.
 from __future__ import annotations
 
 import hashlib
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -57,6 +58,18 @@ def read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]
             return f.metadata() or {}, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
+
+
+def json_field(path: Path, meta: dict[str, str], key: str) -> dict:
+    """The JSON object stored under ``key`` in a weights file's metadata; a one-line
+    :class:`~semcom.errors.WeightsError` naming the file when it is missing or not an object."""
+    try:
+        value = json.loads(meta[key])
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"cannot read weights {path}: {key} is not an object")
+    return value
 
 
 def check_shapes(path: Path, shapes: dict[str, tuple[int, ...]], build, what: str) -> None:

@@ -9,14 +9,13 @@ in float32, eval mode, without gradients; anything wrong is a one-line :class:`~
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from semcom.errors import ConfigError, WeightsError
-from semcom.models.weights import check_shapes, read_header, read_tensors
+from semcom.models.weights import check_shapes, json_field, read_header, read_tensors
 from semcom.robust.config import robust_config
 from semcom.robust.model import MaskedVQVAE, ViTJSCC, build_model
 
@@ -47,12 +46,7 @@ def load_robust(path: str | Path) -> MaskedVQVAE | ViTJSCC:
     meta, shapes = read_header(path)
     if meta.get("kind") not in KINDS.values():
         raise WeightsError(f"weights {path} are not a robust model (kind={meta.get('kind')!r})")
-    try:
-        values = json.loads(meta["config"])
-        if not isinstance(values, dict):
-            raise ValueError("config is not an object")
-    except (KeyError, ValueError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    values = json_field(path, meta, "config")
     try:
         config = robust_config(**values)
     except (ConfigError, TypeError) as exc:
