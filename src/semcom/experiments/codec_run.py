@@ -62,7 +62,7 @@ def figure_frames(decoded: dict, timelines: dict, out, regime: str | None = None
         axes[0, col].set_title(f"t={t}", fontsize=8)
         axes[1, col].imshow(out_frames[t])
         axes[1, col].set_title(f"{rec['kind']}, {rec['bits']:.0f} b", fontsize=8,
-                               color={"hit": "green", "inter": "darkorange", "intra": "red"}[rec["kind"]])
+                               color={"hit": "green", "inter": "darkorange", "intra": "red", "motion": "blue"}[rec["kind"]])
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{regime}: original (top), decoded from the bits (bottom)", fontsize=9)

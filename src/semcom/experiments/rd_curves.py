@@ -3,8 +3,10 @@
 Clips: the eight content regimes (rendered from photos no learned codec of the zoo trains on) and the
 held-out clips of :mod:`semcom.sources.heldout` (from the validation photos). Systems:
 
-* ``semcom-hyperprior`` — the codec link (:mod:`semcom.schemes.codec_link`) at every quality and ``tau``;
-  its curve is the lower envelope (Pareto front) of those points;
+* ``semcom-hyperprior`` — the codec link (:mod:`semcom.schemes.codec_link`: memory hits, per-tile hits,
+  conditional misses and motion frames) at every quality and ``tau``; its curve is the lower envelope (Pareto
+  front) of those points;
+* ``semcom-hyperprior-nomotion`` — the same link without motion frames (the memory alone), ``tau`` 0.95;
 * ``semcom-hyperprior-intra`` — the same model with the memory off (every frame intra);
 * ``semcom-sphere64`` — the Hopfield paper's link (d = 64, ``hopfield`` rule) over a ``tau`` sweep;
 * ``x264``, ``x265``, ``av1`` — CRF sweeps through PyAV, bits from the elementary stream's packets
@@ -74,19 +76,23 @@ def _row(scenario, regime, system, frames, decoded, bits_total, **extra) -> dict
 
 def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                       keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
-    """The codec link at every (quality, tau), and with the memory off at every quality."""
+    """The codec link at every (quality, tau), without motion frames at tau 0.95, and with the memory off, at
+    every quality."""
     from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
-    settings = [(q, t, True) for q in cfg.qualities for t in cfg.taus] + [(q, None, False) for q in cfg.qualities]
-    for q, tau, inter in settings:
-        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=inter, m_max=cfg.m_max)
+    settings = ([("semcom-hyperprior", q, t) for q in cfg.qualities for t in cfg.taus]
+                + [("semcom-hyperprior-nomotion", q, 0.95) for q in cfg.qualities]
+                + [("semcom-hyperprior-intra", q, None) for q in cfg.qualities])
+    for system, q, tau in settings:
+        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max,
+                               motion=system == "semcom-hyperprior")
         data, tx = encode_clip(frames, link, model)
         decoded = np.stack(tx.decoded)
         stats = link_stats(tx.records)
-        row = _row(scenario, regime, "semcom-hyperprior" if inter else "semcom-hyperprior-intra", frames, decoded,
-                   8 * len(data), model="hyperprior", quality=q, tau=tau, hit_rate=stats["hit_rate"],
-                   tile_hit_rate=stats["tile_hit_rate"])
+        row = _row(scenario, regime, system, frames, decoded, 8 * len(data), model="hyperprior", quality=q, tau=tau,
+                   hit_rate=stats["hit_rate"], tile_hit_rate=stats["tile_hit_rate"],
+                   motion_rate=stats["motion_rate"])
         rows.append(row)
         if keep:
             keep(row, decoded)
@@ -221,7 +227,7 @@ def run_rd_curves(cfg: RDConfig, sphere, hyperprior, progress=None, strip_regime
         strip |= got_strip  # each system is one cell of the strip clip
     originals = {regime: frames[len(frames) // 2] for _, regime, frames in clip_list if regime == strip_regime}
     scen = scenario_rows(rows)
-    semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-intra", "semcom-sphere64")
+    semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-nomotion", "semcom-hyperprior-intra", "semcom-sphere64")
     bd = bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
     return {"rows": rows, "scenario_rows": scen, "bd_rate": bd,
             "strip": {"regime": strip_regime, "target_bits": strip_bits, "original": originals.get(strip_regime),
@@ -265,7 +271,8 @@ def rd_cell(context: tuple, cell: tuple[str, str, str], seed: int) -> tuple[list
 
 # -- figures --------------------------------------------------------------------------------------------------
 
-STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-intra": ("tab:orange", "s", "--"),
+STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-nomotion": ("tab:brown", "x", "-."),
+         "semcom-hyperprior-intra": ("tab:orange", "s", "--"),
          "semcom-sphere64": ("tab:purple", "^", ":"), "x264": ("tab:blue", "v", "-"),
          "x265": ("tab:cyan", "<", "-"), "av1": ("tab:green", "D", "-")}
 

@@ -417,10 +417,11 @@ _TOKEN_COUNTS = ("kind_counts", "rank_counts", "flag_counts", "token_counts")
 
 
 def codec_sender(model, config) -> RangeCodedSender:
-    """The transmitter of the codec link (:mod:`semcom.schemes.codec_link`) over a spatial model."""
+    """The transmitter of the codec link (:mod:`semcom.schemes.codec_link`) over a spatial model, without motion
+    frames: their pixel anchor and motion state are not yet in the live link's state files and rollback."""
     from semcom.schemes.codec_link import CodecTransmitter
 
-    tx = CodecTransmitter(config, model)
+    tx = CodecTransmitter(config.model_copy(update={"motion": False}), model)
     return RangeCodedSender(tx, config.model, tx.header(1), _CODEC_COUNTS)
 
 
@@ -429,7 +430,9 @@ def codec_session(header: bytes, hello: dict, model) -> RangeCodedSession:
     from semcom.schemes.codec_link import KINDS, CodecReceiver
 
     rx, h = CodecReceiver.open(header, model)
-    return RangeCodedSession(rx, h.config.model, _CODEC_COUNTS, KINDS, rx.synthesise)
+    if h.config.motion and h.config.inter:
+        raise WireFormatError("the live link does not carry the codec link's motion frames")
+    return RangeCodedSession(rx, h.config.model, _CODEC_COUNTS, KINDS, rx.show)
 
 
 def _token_frames(model):

@@ -55,12 +55,13 @@ from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
 from semcom.models.zoo import entry, entry_by_wire_id
+from semcom.prediction.global_motion import MotionCoder, dequantise, estimate, quantise, warp
 from semcom.schemes import MAGIC, code_clip
 
 VERSION = 2
 SCHEME_ID = 1
-HIT, INTER, INTRA = 0, 1, 2
-KINDS = ("hit", "inter", "intra")
+HIT, INTER, INTRA, MOTION = 0, 1, 2, 3
+KINDS = ("hit", "inter", "intra", "motion")
 #: How many stored prototypes, nearest first, the transmitter tries as the reference of a frame (beside intra).
 REFERENCES = 2
 #: The most frames, and frame pixels in all, a stream may declare. A range decoder cannot tell where its data
@@ -73,12 +74,14 @@ _HEADER = struct.Struct(">3sBBBBBHfBHHI4s")
 HEADER_SIZE = _HEADER.size + 4
 _POLICIES = ("none", "lru")
 _INTRA_ONLY = 0x80  # flags bit 7: the memory is off, every frame intra
+_MOTION = 0x40  # flags bit 6: motion frames (global motion compensation of the anchor) are allowed
 
 
 class CodecLinkConfig(BaseModel):
     """What both ends of the codec link share: model and quality, ``tau`` of the tile test, memory size
     ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size. ``inter=False``
-    turns the memory off: every frame is intra coded and nothing is stored (the codec alone)."""
+    turns the memory off: every frame is intra coded and nothing is stored (the codec alone); ``motion=False``
+    leaves out motion frames (global motion compensation of the last decoded frame, per tile)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,6 +92,7 @@ class CodecLinkConfig(BaseModel):
     full_policy: FullPolicy = "lru"
     tile: int = Field(2, ge=1, le=16)
     inter: bool = True
+    motion: bool = True
     height: FrameSide = Field(64, ge=16, le=4096)
     width: FrameSide = Field(64, ge=16, le=4096)
 
@@ -104,7 +108,7 @@ class CodecHeader:
 
     def to_bytes(self) -> bytes:
         c = self.config
-        flags = _POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY)
+        flags = _POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY) | (_MOTION if c.motion else 0)
         body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality, flags, c.m_max, c.tau,
                             c.tile, c.height, c.width, self.frames, self.weights)
         return body + zlib.crc32(body).to_bytes(4, "big")
@@ -120,8 +124,8 @@ class CodecHeader:
          weights) = _HEADER.unpack(body)
         if magic != MAGIC or version != VERSION or scheme != SCHEME_ID:
             raise WireFormatError(f"not a codec-link stream (version {version}, scheme {scheme})")
-        inter = not policy & _INTRA_ONLY
-        policy &= ~_INTRA_ONLY
+        inter, motion = not policy & _INTRA_ONLY, bool(policy & _MOTION)
+        policy &= ~(_INTRA_ONLY | _MOTION)
         if policy >= len(_POLICIES):
             raise WireFormatError(f"stream header has unknown flags {policy:#04x}")
         if not 1 <= frames <= MAX_FRAMES:
@@ -131,7 +135,7 @@ class CodecHeader:
         try:
             config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
                                tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, inter=inter,
-                               height=h, width=w)
+                               motion=motion, height=h, width=w)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
         return cls(config, frames, weights)
@@ -154,8 +158,35 @@ class _Plan:
 
 
 @dataclass(frozen=True)
+class _MotionPlan:
+    """A motion frame: the motion's symbols, the tiles coded (the rest predicted), bits, the decoded frame and, if
+    any tile is coded, ``z^``, and the symbols and scale indexes of ``r^`` on the coded tiles' positions."""
+
+    symbols: np.ndarray
+    coded: np.ndarray
+    bits: float
+    out: np.ndarray
+    z_sym: torch.Tensor | None = None
+    r_sym: torch.Tensor | None = None
+    idx: torch.Tensor | None = None
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
+class _Received:
+    """What the receiver's bit path decoded of one frame: the latent to draw (a motion frame's coded tiles; zero
+    elsewhere) and, for a motion frame, the motion's integers and the coded tiles."""
+
+    y_hat: torch.Tensor
+    k: np.ndarray | None = None
+    coded: np.ndarray | None = None
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
 class FrameRecord:
-    """One frame at the transmitter: its kind, reference slot, tiles that hit, bits, memory size after."""
+    """One frame at the transmitter: its kind, reference slot, tiles that hit the memory, bits, memory size after,
+    and tiles predicted by motion."""
 
     t: int
     kind: str
@@ -164,6 +195,7 @@ class FrameRecord:
     tiles: int
     bits: float
     memory_size: int
+    tiles_predicted: int = 0
 
     @property
     def hit(self) -> bool:
@@ -171,10 +203,13 @@ class FrameRecord:
 
 
 def link_stats(records: list[FrameRecord]) -> dict[str, float]:
-    """The shares of hit, inter and intra frames and of tiles that hit, over a clip's records."""
+    """The shares of hit, inter, intra and motion frames, of tiles that hit the memory and of tiles predicted by
+    motion, over a clip's records."""
     kinds = [r.kind for r in records]
+    tiles = sum(r.tiles for r in records)
     return {f"{k}_rate": kinds.count(k) / len(kinds) for k in KINDS} | {
-        "tile_hit_rate": sum(r.tiles_hit for r in records) / sum(r.tiles for r in records)}
+        "tile_hit_rate": sum(r.tiles_hit for r in records) / tiles,
+        "tile_predicted_rate": sum(r.tiles_predicted for r in records) / tiles}
 
 
 class _CodecEndpoint:
@@ -192,9 +227,17 @@ class _CodecEndpoint:
         self.z_shape = (1, model.hparams["cz"], config.height // 16, config.width // 16)
         self.memory = PrototypeMemory(math.prod(self.shape), config.m_max, config.full_policy)
         self.q = torch.tensor([config.quality - 1])
-        self.kind_counts = np.ones(3)
         self.rank_counts = np.ones(0)
         self.t = 0
+        k = config.tile
+        self.tiles = (-(-self.shape[2] // k), -(-self.shape[3] // k))
+        # Motion frames (see :meth:`_apply_motion`): the anchor is the last frame shown that was not a pure motion
+        # frame, as floats in [0, 1]; ``motion`` codes the global motion's integers, ``tile_counts`` the tile flags.
+        self.motion = MotionCoder() if config.motion and config.inter else None
+        self.kind_counts = np.ones(4 if self.motion is not None else 3)
+        self.tile_counts = np.ones(2)
+        self.base_counts = np.ones(2)  # a motion frame's coded tiles: 0 on zero (intra), 1 on the prediction
+        self.anchor: torch.Tensor | None = None
 
     def reference(self, slot: int | None) -> torch.Tensor:
         if slot is None:
@@ -215,8 +258,52 @@ class _CodecEndpoint:
             self.memory.touch(slot, self.t)
         elif self.config.inter:
             self.memory.write(y_hat.flatten(), self.t)
+        if self.motion is not None:
+            self.motion.reset_anchor()
         self.t += 1
         return y_hat
+
+    def _shown(self, out: np.ndarray, new_anchor: bool = True) -> np.ndarray:
+        """Both ends, once a frame is shown: ``out`` (uint8) becomes the anchor of motion frames, unless it was
+        predicted whole from the anchor (then the anchor stays, so a still or panning scene is resampled once, not at
+        every frame). Pixels never decide a bit: the anchor is read only to draw the next motion frame."""
+        if self.motion is not None and new_anchor:
+            self.anchor = to_tensor(out)
+        return out
+
+    def _apply_motion(self, symbols: np.ndarray, coded: np.ndarray, conditional: bool) -> np.ndarray:
+        """Both ends, after a motion frame: count its kind, tile flags, base and motion symbols, step the motion
+        state; returns the motion's integers ``k``."""
+        k = self.motion.k_of(symbols)
+        self.kind_counts[MOTION] += 1
+        self.tile_counts += np.bincount(coded.astype(np.int64).ravel(), minlength=2)
+        if coded.any():
+            self.base_counts[int(conditional)] += 1
+        self.motion.update(symbols, new_anchor=bool(coded.any()))
+        self.t += 1
+        return k
+
+    def _base(self, pred: np.ndarray, conditional: bool) -> torch.Tensor:
+        """The latent a motion frame's coded tiles add their residual to: zero, or ``g_a(x_pred)`` (pixels in, so it
+        is used only to draw the frame, never to decode a symbol)."""
+        return self.model.analysis(to_tensor(pred), self.q) if conditional else torch.zeros(self.shape)
+
+    def prediction(self, k: np.ndarray) -> np.ndarray:
+        """The anchor warped by the motion ``k`` (eq. (1) of :mod:`semcom.prediction.global_motion`), uint8."""
+        with torch.no_grad():
+            return to_uint8(warp(self.anchor, dequantise(k)).clamp(0.0, 1.0))[0]
+
+    def tile_pixels(self, coded: np.ndarray) -> np.ndarray:
+        """The per-tile flags ``coded`` (tiles) as a pixel mask (H, W, 1)."""
+        side = 8 * self.config.tile
+        m = np.repeat(np.repeat(coded, side, 0), side, 1)[: self.config.height, : self.config.width]
+        return m[:, :, None]
+
+    def tile_positions(self, coded: np.ndarray) -> torch.Tensor:
+        """The per-tile flags ``coded`` as a mask of latent positions (1, c, H/8, W/8)."""
+        k = self.config.tile
+        m = np.repeat(np.repeat(coded, k, 0), k, 1)[: self.shape[2], : self.shape[3]]
+        return torch.from_numpy(m).expand(self.shape)
 
     @torch.no_grad()
     def synthesise(self, y_hat: torch.Tensor) -> np.ndarray:
@@ -272,22 +359,77 @@ class CodecTransmitter(_CodecEndpoint):
         ref = self.reference(slot)
         if kind == HIT:
             return _Plan(kind, slot, rank, tile_hit, info, ref)
-        k = self.config.tile
-        keep = (~tile_hit).repeat_interleave(k, 0).repeat_interleave(k, 1)[: self.shape[2], : self.shape[3]]
+        z_sym, r_sym, idx, z_bits, r_bits = self._residual(y, ref, self.tile_positions(~tile_hit.numpy()))
+        return _Plan(kind, slot, rank, tile_hit, info + z_bits + float(r_bits.sum()), ref + r_sym, z_sym, r_sym, idx)
+
+    def _residual(self, y: torch.Tensor, ref: torch.Tensor, keep: torch.Tensor):
+        """Coding ``y`` given ``ref`` on the latent positions ``keep`` (zero residual elsewhere): ``z^``, ``r^``, the
+        scale indexes, the information of ``z^`` (bits) and of each symbol of ``r^`` (a map like ``y``)."""
         r = (y - ref) * keep
         z_sym = clip_symbols(self.model.hyper_analysis(r, ref))
         r_sym = clip_symbols(r)
         idx = self._scale_indexes(z_sym, ref)
-        info += float(-torch.log2(self.model.z_prior.likelihood(z_sym)).sum())
-        info += float(-torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx])).sum())
-        return _Plan(kind, slot, rank, tile_hit, info, ref + r_sym, z_sym, r_sym, idx)
+        z_bits = float(-torch.log2(self.model.z_prior.likelihood(z_sym)).sum())
+        r_bits = -torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx]))
+        return z_sym, r_sym, idx, z_bits, r_bits
+
+    def _distortion(self, out: np.ndarray, x: torch.Tensor) -> np.ndarray:
+        """``lambda_q 255^2 SE / 3`` per pixel (H, W): the distortion term of :meth:`_cost`."""
+        se = ((torch.from_numpy(out).float() / 255.0).permute(2, 0, 1) - x[0]).pow(2).sum(0)
+        return self.rd_lambda * 255.0**2 * se.numpy() / 3.0
 
     def _cost(self, plan: _Plan, x: torch.Tensor) -> tuple[float, np.ndarray]:
         """The Lagrangian the model was trained on, ``bits + lambda_q 255^2 SSE / 3`` (``SSE`` over the
         frame's values in [0, 1]; CompressAI's ``R + lambda 255^2 MSE`` per image), and the decoded frame."""
         out = self.synthesise(plan.y_hat)
-        sse = float(((torch.from_numpy(out).float() / 255.0).permute(2, 0, 1) - x[0]).pow(2).sum())
-        return plan.bits + self.rd_lambda * 255.0**2 * sse / 3.0, out
+        return plan.bits + float(self._distortion(out, x).sum()), out
+
+    def _tile_sum(self, v: np.ndarray, side: int) -> np.ndarray:
+        """Sums of ``v`` (a 2-D map) over the tiles, ``side`` entries of ``v`` per tile side."""
+        h, w = self.tiles
+        pad = np.zeros((h * side, w * side))
+        pad[: v.shape[0], : v.shape[1]] = v
+        return pad.reshape(h, side, w, side).sum((1, 3))
+
+    def _motion_plans(self, x: torch.Tensor, y: torch.Tensor) -> list[_MotionPlan]:
+        """Motion frames worth trying: the global motion of the anchor onto ``x`` (estimated, then quantised) with
+        every tile predicted, and with some tiles coded, the rest predicted, for each base of the coded tiles'
+        latent (:meth:`_coded_tiles`): zero (intra) and the prediction's own latent ``g_a(x_pred)``."""
+        k = quantise(estimate(self.anchor, x, [dequantise(self.motion.prediction())]))
+        symbols = self.motion.symbols(k)
+        if symbols is None:
+            return []
+        pred = self.prediction(self.motion.k_of(symbols))
+        head = information(self.kind_counts, np.array([MOTION])) + self.motion.information(symbols)
+        none = np.zeros(self.tiles, dtype=bool)
+        plans = [_MotionPlan(symbols, none, head + information(self.tile_counts, none.ravel().astype(int)), pred)]
+        for conditional in (False, True):
+            plan = self._coded_tiles(x, y, pred, symbols, head, conditional)
+            plans += [plan] if plan is not None else []
+        return plans
+
+    def _coded_tiles(self, x: torch.Tensor, y: torch.Tensor, pred: np.ndarray, symbols: np.ndarray, head: float,
+                     conditional: bool) -> _MotionPlan | None:
+        """A motion frame whose tiles are coded where that costs less than predicting them (the tile's bits plus
+        its distortion, against the prediction's distortion, with every tile coded): the residual ``r^`` is
+        ``y - base`` rounded, ``base`` zero or (``conditional``) ``g_a(x_pred)``, shown as ``g_s(base + r^)``.
+        ``r^``'s scales come from ``z^`` alone (``h_s(z^, 0)``), so that the base, which the receiver computes from
+        pixels, decides no bit. None if no tile (or, intra, every tile) would be coded."""
+        base = self._base(pred, conditional)
+        every = torch.ones(self.shape, dtype=torch.bool)
+        _, r_sym, _, _, r_map = self._residual(y - base, torch.zeros(self.shape), every)
+        side = 8 * self.config.tile
+        d_pred = self._tile_sum(self._distortion(pred, x), side)
+        d_coded = self._tile_sum(self._distortion(self.synthesise(base + r_sym), x), side)
+        coded = d_coded + self._tile_sum(r_map.sum((0, 1)).numpy(), self.config.tile) < d_pred
+        if not coded.any() or (coded.all() and not conditional):  # all coded on zero: the intra frame, dearer
+            return None
+        keep = self.tile_positions(coded)
+        z_sym, r_sym, idx, z_bits, r_map = self._residual(y - base, torch.zeros(self.shape), keep)
+        shown = np.where(self.tile_pixels(coded), self.synthesise(base + r_sym), pred)
+        bits = (head + information(self.tile_counts, coded.ravel().astype(int))
+                + information(self.base_counts, np.array([int(conditional)])) + z_bits + float(r_map[keep].sum()))
+        return _MotionPlan(symbols, coded, bits, shown, z_sym, r_sym[keep], idx[keep], conditional)
 
     @torch.no_grad()
     def send(self, frame: np.ndarray) -> np.ndarray:
@@ -300,8 +442,14 @@ class CodecTransmitter(_CodecEndpoint):
         y = self.model.analysis(x, self.q)
         plans = [self._plan(y, slot, hit) for slot, hit in self._candidates(y)]
         costs = [self._cost(p, x) for p in plans]
+        if self.motion is not None and self.anchor is not None:
+            moves = self._motion_plans(x, y)
+            plans += moves
+            costs += [(m.bits + float(self._distortion(m.out, x).sum()), m.out) for m in moves]
         best = min(range(len(plans)), key=lambda i: costs[i][0])
         plan, out = plans[best], costs[best][1]
+        if isinstance(plan, _MotionPlan):
+            return self._send_motion(plan)
         self.encoder.encode(np.array([plan.kind], np.int32), categorical(self.kind_counts))
         if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
             self.encoder.encode(np.array([plan.rank], np.int32), categorical(self.rank_counts_now()))
@@ -311,8 +459,26 @@ class CodecTransmitter(_CodecEndpoint):
         self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
         self.records.append(FrameRecord(self.t - 1, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
                                         plan.tile_hit.numel(), plan.bits, self.memory.size))
-        self.decoded.append(out)
+        self.decoded.append(self._shown(out))
         return out
+
+    def _send_motion(self, plan: _MotionPlan) -> np.ndarray:
+        """Write a motion frame: its kind, the motion's symbols, one flag per tile (1: coded) and, if a tile is
+        coded, ``z^`` and the residual symbols of the coded tiles (intra: the reference is zero)."""
+        self.encoder.encode(np.array([MOTION], np.int32), categorical(self.kind_counts))
+        self.motion.encode(plan.symbols, self.encoder)
+        self.encoder.encode(plan.coded.ravel().astype(np.int32), categorical(self.tile_counts))
+        if plan.coded.any():
+            self.encoder.encode(np.array([int(plan.conditional)], np.int32), categorical(self.base_counts))
+            self.model.z_prior.encode(plan.z_sym, self.encoder)
+            self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
+        predicted = int((~plan.coded).sum())
+        self._apply_motion(plan.symbols, plan.coded, plan.conditional)
+        self._shown(plan.out, new_anchor=bool(plan.coded.any()))
+        self.records.append(FrameRecord(self.t - 1, "motion", None, 0, plan.coded.size, plan.bits, self.memory.size,
+                                        predicted))
+        self.decoded.append(plan.out)
+        return plan.out
 
     def finish(self) -> bytes:
         """The stream file: header, the payload, its CRC-32."""
@@ -336,12 +502,27 @@ class CodecReceiver(_CodecEndpoint):
 
     def frames(self, data: bytes, count: int):
         """Decode ``count`` frames from the stream ``data`` (header included); yields uint8 frames."""
-        for y_hat in range_decoded(data, HEADER_SIZE, count, self._receive):
-            yield self.synthesise(y_hat)
+        for received in range_decoded(data, HEADER_SIZE, count, self._receive):
+            yield self.show(received)
 
     @torch.no_grad()
-    def _receive(self, decoder) -> torch.Tensor:
+    def show(self, received: _Received) -> np.ndarray:
+        """The frame a decoded message draws (uint8): ``g_s(y^)``, or a motion frame's prediction with its coded
+        tiles drawn by ``g_s``; it then becomes the anchor as at the transmitter."""
+        if received.k is None:
+            return self._shown(self.synthesise(received.y_hat))
+        out = self.prediction(received.k)
+        if received.coded.any():
+            latent = self._base(out, received.conditional) + received.y_hat
+            out = np.where(self.tile_pixels(received.coded), self.synthesise(latent), out)
+        return self._shown(out, new_anchor=bool(received.coded.any()))
+
+    @torch.no_grad()
+    def _receive(self, decoder) -> _Received:
+        """The bit path: decode one frame's symbols and update the memory and the counts; no pixel is drawn."""
         kind = int(self._decode(decoder, categorical(self.kind_counts)))
+        if kind == MOTION:
+            return self._receive_motion(decoder)
         slot = rank = None
         if kind != INTRA:
             if self.memory.size == 0:  # an intra-only link never stores, so this covers it too
@@ -358,7 +539,23 @@ class CodecReceiver(_CodecEndpoint):
             z_sym = self.model.z_prior.decode(self.z_shape, decoder)
             r_sym = self.model.gaussian.decode(self._scale_indexes(z_sym, ref), decoder)
             y_hat = ref + r_sym
-        return self._apply(kind, slot, rank, y_hat.clone())
+        self._apply(kind, slot, rank, y_hat.clone())
+        return _Received(y_hat)
+
+    def _receive_motion(self, decoder) -> _Received:
+        if self.t == 0:
+            raise WireFormatError("motion frame before any frame to predict it from")
+        symbols = self.motion.decode(decoder)
+        coded = decode_symbols(decoder, categorical(self.tile_counts), self.tiles[0] * self.tiles[1])
+        coded = coded.reshape(self.tiles).astype(bool)
+        r_sym = torch.zeros(self.shape)
+        conditional = False
+        if coded.any():
+            conditional = bool(self._decode(decoder, categorical(self.base_counts)))
+            z_sym = self.model.z_prior.decode(self.z_shape, decoder)
+            keep = self.tile_positions(coded)
+            r_sym[keep] = self.model.gaussian.decode(self._scale_indexes(z_sym, torch.zeros(self.shape))[keep], decoder)
+        return _Received(r_sym, self._apply_motion(symbols, coded, conditional), coded, conditional)
 
     @staticmethod
     def _decode(decoder, model) -> int:
