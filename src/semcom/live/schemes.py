@@ -331,14 +331,16 @@ class RangeCodedSender:
         return state_digest(self.memory, self.t, *_counts(self.tx, self.counts))
 
     def state(self) -> dict[str, np.ndarray]:
-        return memory_state(self.memory) | {"t": np.array(self.t)} | {n: getattr(self.tx, n).copy()
-                                                                       for n in self.counts}
+        return (memory_state(self.memory) | {"t": np.array(self.t)}
+                | {n: getattr(self.tx, n).copy() for n in self.counts} | _extra_state(self.tx))
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         restore_memory(self.memory, state)
         self.tx.t = int(state["t"])
         for n in self.counts:
             setattr(self.tx, n, np.array(state[n], np.float64))
+        if hasattr(self.tx, "load_extra_state"):
+            self.tx.load_extra_state(state)
         self.in_flight = False
 
     def pending_state(self) -> dict[str, np.ndarray] | None:
@@ -396,7 +398,7 @@ class RangeCodedSession:
             raise PacketError(f"packet for frame {t}, the receiver is at frame {rx.t}")
         if not packet or len(packet) % 4:
             raise PacketError(f"payload of {len(packet)} bytes is not a whole number of 32-bit words")
-        before = (rx.memory.snapshot(), {n: getattr(rx, n).copy() for n in self.counts}, rx.t)
+        before = (rx.memory.snapshot(), {n: getattr(rx, n).copy() for n in self.counts}, rx.t, _extra_state(rx))
         try:
             decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(packet, ">u4").astype(np.uint32))
             out = rx._receive(decoder)
@@ -407,21 +409,27 @@ class RangeCodedSession:
             for n, v in before[1].items():
                 setattr(rx, n, v)
             rx.t = before[2]
+            if before[3]:
+                rx.load_extra_state(before[3])
             raise PacketError(f"frame {t} does not decode: {exc}") from None
         kind = self.kinds[int(np.argmax(rx.kind_counts - before[1]["kind_counts"]))]
         return feedback.encode(Feedback(1, ack=True)), Decoded(t, self.show(out), kind, 0, 0, 1)
 
 
-_CODEC_COUNTS = ("kind_counts", "rank_counts")
+_CODEC_COUNTS = ("kind_counts", "rank_counts", "tile_counts", "base_counts")
+
+
+def _extra_state(ep) -> dict[str, np.ndarray]:
+    """An endpoint's state beside its memory and counts (the codec link's motion state), if it has any."""
+    return ep.extra_state() if hasattr(ep, "extra_state") else {}
 _TOKEN_COUNTS = ("kind_counts", "rank_counts", "flag_counts", "token_counts")
 
 
 def codec_sender(model, config) -> RangeCodedSender:
-    """The transmitter of the codec link (:mod:`semcom.schemes.codec_link`) over a spatial model, without motion
-    frames: their pixel anchor and motion state are not yet in the live link's state files and rollback."""
+    """The transmitter of the codec link (:mod:`semcom.schemes.codec_link`) over a spatial model."""
     from semcom.schemes.codec_link import CodecTransmitter
 
-    tx = CodecTransmitter(config.model_copy(update={"motion": False}), model)
+    tx = CodecTransmitter(config, model)
     return RangeCodedSender(tx, config.model, tx.header(1), _CODEC_COUNTS)
 
 
@@ -430,8 +438,6 @@ def codec_session(header: bytes, hello: dict, model) -> RangeCodedSession:
     from semcom.schemes.codec_link import KINDS, CodecReceiver
 
     rx, h = CodecReceiver.open(header, model)
-    if h.config.motion and h.config.inter:
-        raise WireFormatError("the live link does not carry the codec link's motion frames")
     return RangeCodedSession(rx, h.config.model, _CODEC_COUNTS, KINDS, rx.show)
 
 

@@ -283,6 +283,37 @@ class _CodecEndpoint:
         self.t += 1
         return k
 
+    def extra_state(self) -> dict[str, np.ndarray]:
+        """The motion state beside the memory and the counts, as arrays (a live sender's state file, a live
+        receiver's rollback): the motion coder's counts, last motion and velocity, and the anchor (uint8 (H, W, 3);
+        empty before the first frame). Empty without motion frames."""
+        if self.motion is None:
+            return {}
+        anchor = np.zeros((0,), np.uint8) if self.anchor is None else to_uint8(self.anchor)[0]
+        return {"motion_counts": self.motion.counts.copy(), "motion_k_prev": self.motion.k_prev.copy(),
+                "motion_velocity": self.motion.velocity.copy(), "anchor": anchor}
+
+    def load_extra_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`extra_state` saved; a missing or misshapen array is a one-line ConfigError."""
+        if self.motion is None:
+            return
+        want = {"motion_counts": self.motion.counts.shape, "motion_k_prev": self.motion.k_prev.shape,
+                "motion_velocity": self.motion.velocity.shape}
+        for name, shape in want.items():
+            if name not in state or np.shape(state[name]) != shape:
+                raise ConfigError(f"invalid motion state: {name} missing or not of shape {shape}")
+        anchor = np.asarray(state.get("anchor", np.zeros((0,), np.uint8)))
+        frame = (self.config.height, self.config.width, 3)
+        if anchor.size and (anchor.shape != frame or anchor.dtype != np.uint8):
+            raise ConfigError(f"invalid motion state: anchor must be uint8 of shape {frame}")
+        counts = np.array(state["motion_counts"], np.float64)
+        if not (np.isfinite(counts).all() and (counts > 0).all()):
+            raise ConfigError("invalid motion state: motion_counts must be finite and positive")
+        self.motion.counts = counts
+        self.motion.k_prev = np.array(state["motion_k_prev"], np.int64)
+        self.motion.velocity = np.array(state["motion_velocity"], np.int64)
+        self.anchor = to_tensor(anchor) if anchor.size else None
+
     def _base(self, pred: np.ndarray, conditional: bool) -> torch.Tensor:
         """The latent a motion frame's coded tiles add their residual to: zero, or ``g_a(x_pred)`` (pixels in, so it
         is used only to draw the frame, never to decode a symbol)."""
