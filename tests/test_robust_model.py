@@ -93,6 +93,31 @@ def test_eval_mask_is_deterministic_and_training_mask_is_random():
     assert not torch.equal(a, model.draw_keep(6))
 
 
+@pytest.mark.parametrize("cls,kw", [(MaskedVQVAE, {"use_fim": True, "tasks": ALL_TASKS}),
+                                    (ViTJSCC, {"tasks": ALL_TASKS})])
+def test_eval_outputs_of_an_image_do_not_depend_on_its_batch(cls, kw):
+    """Eval mode: one mask for every image (drawn from mask_seed), so an image's outputs are the same in a batch
+    of 1, 7 or 64, at any row."""
+    model = _model(cls, **kw)
+    model.masking.update(_images(4, seed=3))  # noise-aware statistics, so the mask is not uniform
+    x = _images(64, seed=5)
+    with torch.no_grad():
+        full = model(x, snr_db=3.0)
+        assert (full.keep == full.keep[0]).all()
+        assert torch.equal(full.keep[0], model.eval_keep())
+        for size in (1, 7):
+            for start in (0, 20, 64 - size):
+                part = model(x[start:start + size], snr_db=3.0)
+                assert torch.equal(part.keep, full.keep[start:start + size])
+                if full.sent is not None:
+                    assert torch.equal(part.sent, full.sent[start:start + size])
+                for a, b in ((part.logits, full.logits), (part.embedding, full.embedding),
+                             (part.reconstruction, full.reconstruction), (part.features, full.features)):
+                    torch.testing.assert_close(a, b[start:start + size], rtol=0, atol=1e-5)
+        # the one image alone, at row 5 of 64, is the same function
+        assert torch.equal(model(x[5:6], snr_db=3.0).logits.argmax(1), full.logits[5:6].argmax(1))
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

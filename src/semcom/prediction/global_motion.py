@@ -93,7 +93,10 @@ def estimate(anchor: torch.Tensor, frame: torch.Tensor, starts: list[torch.Tenso
              iterations: int = 25) -> torch.Tensor:
     """The least-squares ``theta`` of (1) that maps ``anchor`` onto ``frame`` (both ``(1, 3, H, W)`` in [0, 1]):
     L-BFGS from the identity, from each of ``starts`` and from the phase-correlation translation; the best."""
-    inits = [torch.zeros(len(PARAMS)), *starts, _phase_translation(anchor, frame)]
+    inits = [torch.zeros(len(PARAMS))]
+    for start in [*starts, _phase_translation(anchor, frame)]:
+        if not any(torch.equal(start.float(), s) for s in inits):  # the same start finds the same theta
+            inits.append(start.float())
     with torch.enable_grad():
         found = [_refine(anchor, frame, s, iterations) for s in inits]
     found = [t for t in found if bool(torch.isfinite(t).all())] or [torch.zeros(len(PARAMS))]  # a diverged search

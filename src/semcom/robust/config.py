@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from semcom.errors import ConfigError
 
-__all__ = ["TASKS", "RobustConfig", "Task", "check_mask_ratio", "check_patch_size", "robust_config"]
+__all__ = ["TASKS", "RobustConfig", "Task", "check_mask_ratio", "check_pad_to", "check_patch_size", "robust_config"]
 
 Task = Literal["classification", "retrieval", "reconstruction"]
 #: The three downstream tasks of Section V (one decoder head each).
@@ -37,27 +37,42 @@ def check_mask_ratio(ratio) -> float:
 
 def check_patch_size(patch_size, height: int, width: int) -> int:
     """The patch size as an int, or a one-line :class:`ConfigError` unless it is a positive integer dividing both
-    image sides (the paper uses 8 and 16 on 224x224 images; 4 and 8 fit 32x32, only 4 fits 28x28)."""
+    image sides (the paper uses 8 and 16 on 224x224 images; 4 and 8 fit 32x32, only 4 fits 28x28; pad a 28x28
+    digit to 32x32 with ``pad_to=32`` for 8 and 16)."""
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
         raise ConfigError(f"invalid patch_size={patch_size!r}: must be a positive integer")
     if height % patch_size or width % patch_size:
         raise ConfigError(f"invalid patch_size={patch_size}: does not divide the {height}x{width} image "
-                          f"(use a divisor of both sides, e.g. 4 or 8 for 32x32, 4 for 28x28)")
+                          f"(use a divisor of both sides, e.g. 4 or 8 for 32x32, 4 for 28x28, or pad the image "
+                          f"with pad_to)")
     return patch_size
+
+
+def check_pad_to(pad_to, height: int, width: int) -> int:
+    """The padded side as an int (0: no padding), or a one-line :class:`ConfigError` unless it is 0 or an integer
+    at least as large as both image sides."""
+    if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 0:
+        raise ConfigError(f"invalid pad_to={pad_to!r}: must be 0 (no padding) or a positive integer")
+    if pad_to and pad_to < max(height, width):
+        raise ConfigError(f"invalid pad_to={pad_to}: smaller than the {height}x{width} image")
+    return pad_to
 
 
 class RobustConfig(BaseModel):
     """Hyper-parameters of the robust masked VQ-VAE (Sections III-IV of the robust paper).
 
-    * Image: ``height`` x ``width`` with ``channels`` channels, in [0, 1].
-    * ViT encoder (:mod:`semcom.robust.vit`): ``patch_size`` (must divide both sides), ``embed_dim``, ``depth``,
-      ``heads``, ``mlp_ratio``.
+    * Image: ``height`` x ``width`` with ``channels`` channels, in [0, 1]; ``pad_to`` (0: off) zero-pads it,
+      centred, to ``pad_to`` x ``pad_to`` before it is cut into patches (a 28x28 digit to 32x32 for patch 8 or
+      16); inputs, attacks and reconstructions stay ``height`` x ``width``.
+    * ViT encoder (:mod:`semcom.robust.vit`): ``patch_size`` (must divide both sides, padded), ``embed_dim``,
+      ``depth``, ``heads``, ``mlp_ratio``.
     * Masking (:mod:`semcom.robust.masking`, Section III-A2): ``mask_ratio`` in [0, 1) (0.5 in the paper; the
       "reserving ratio" of Fig. 7 is ``1 - mask_ratio``), ``masking`` ``"random"`` (MAE's uniform sampling) or
       ``"noise-aware"`` (the paper's), ``noise_weight`` how far the noise statistics tilt the masking
       probabilities away from uniform (0: uniform), ``noise_statistic`` what the trainer feeds the statistics
       during adversarial training (``"gradient"``: the input-gradient magnitude of the loss at the noisy sample,
-      all patches kept; ``"perturbation"``: ``|s' - s|``), ``mask_seed`` the seed of the masks drawn in eval mode.
+      all patches kept; ``"perturbation"``: ``|s' - s|``), ``mask_seed`` the seed of the one mask
+      every image gets in eval mode.
     * Codebook (:mod:`semcom.robust.codebook`, Section III-B): ``J`` codewords (a power of two, ``log2 J`` bits
       per index) of dimension ``code_dim``; ``beta`` the commitment weight of eq. (12); ``lambda_orth`` the
       weight of the orthogonality term ``||E^T E - I||^2 / J^2`` (Section IV-B3); ``dead_code_threshold`` the
@@ -81,6 +96,7 @@ class RobustConfig(BaseModel):
     height: int = Field(32, ge=2, le=1024)
     width: int = Field(32, ge=2, le=1024)
     channels: int = Field(3, ge=1, le=4)
+    pad_to: int = Field(0, ge=0, le=4096)
     patch_size: int = Field(4, ge=1, le=256)
     embed_dim: int = Field(64, ge=4, le=1024)
     depth: int = Field(2, ge=1, le=32)
@@ -138,7 +154,8 @@ class RobustConfig(BaseModel):
 
     @model_validator(mode="after")
     def _shapes(self):
-        check_patch_size(self.patch_size, self.height, self.width)
+        check_pad_to(self.pad_to, self.height, self.width)
+        check_patch_size(self.patch_size, *self.padded)
         if self.embed_dim % self.heads:
             raise ConfigError(f"invalid heads={self.heads}: must divide embed_dim={self.embed_dim}")
         return self
@@ -146,9 +163,15 @@ class RobustConfig(BaseModel):
     # ------------------------------------------------------------------ derived sizes
 
     @property
+    def padded(self) -> tuple[int, int]:
+        """The sides the patches are cut from: ``(pad_to, pad_to)``, or ``(height, width)`` without padding."""
+        return (self.pad_to, self.pad_to) if self.pad_to else (self.height, self.width)
+
+    @property
     def grid(self) -> tuple[int, int]:
-        """Patches along each side, ``(H / P, W / P)``."""
-        return self.height // self.patch_size, self.width // self.patch_size
+        """Patches along each side, ``(H / P, W / P)`` of the padded image."""
+        h, w = self.padded
+        return h // self.patch_size, w // self.patch_size
 
     @property
     def num_patches(self) -> int:

@@ -31,6 +31,7 @@ from torch import nn
 
 from semcom.errors import ConfigError
 from semcom.robust.config import check_mask_ratio
+from semcom.robust.vit import pad_images
 
 __all__ = ["PatchMasking", "keep_count", "patch_energy", "sample_keep"]
 
@@ -72,12 +73,13 @@ class PatchMasking(nn.Module):
     """Draws the kept patches of a batch (see the module docstring for the noise-aware rule).
 
     ``num_patches`` ``N``, ``mask_ratio`` in [0, 1), ``mode`` ``"random"`` or ``"noise-aware"``,
-    ``noise_weight`` the ``lambda`` of the masking probabilities, ``patch_size`` to pool noise maps in
-    :meth:`update`. The running noise statistics are buffers (``noise_sum``, ``noise_count``), so they travel
-    with the weights and both ends of a link use the same masking distribution."""
+    ``noise_weight`` the ``lambda`` of the masking probabilities, ``patch_size`` (and ``pad_to``, the side the
+    encoder pads images to, 0: none) to pool noise maps in :meth:`update`. The running noise statistics are
+    buffers (``noise_sum``, ``noise_count``), so they travel with the weights and both ends of a link use the same
+    masking distribution."""
 
     def __init__(self, num_patches: int, mask_ratio: float = 0.5, mode: str = "noise-aware",
-                 noise_weight: float = 1.0, patch_size: int = 4):
+                 noise_weight: float = 1.0, patch_size: int = 4, pad_to: int = 0):
         super().__init__()
         self.num_keep = keep_count(num_patches, mask_ratio)
         if mode not in ("random", "noise-aware"):
@@ -85,7 +87,7 @@ class PatchMasking(nn.Module):
         if not 0.0 <= float(noise_weight) <= 1.0:
             raise ConfigError(f"invalid noise_weight={noise_weight!r}: must be in [0, 1]")
         self.num_patches, self.mask_ratio, self.mode = num_patches, float(mask_ratio), mode
-        self.noise_weight, self.patch_size = float(noise_weight), patch_size
+        self.noise_weight, self.patch_size, self.pad_to = float(noise_weight), patch_size, pad_to
         self.register_buffer("noise_sum", torch.zeros(num_patches))
         self.register_buffer("noise_count", torch.zeros(()))
 
@@ -105,8 +107,10 @@ class PatchMasking(nn.Module):
     @torch.no_grad()
     def update(self, delta: torch.Tensor) -> None:
         """Fold a batch of semantic noise ``delta = s' - s`` (``[B, C, H, W]``, or any per-pixel noise map such as
-        ``|grad_s L|``) into the per-patch statistics (a running mean over samples)."""
+        ``|grad_s L|``) into the per-patch statistics (a running mean over samples); with ``pad_to`` the map is
+        zero-padded as the encoder pads the images."""
         b = delta.shape[0]
+        delta = pad_images(delta, self.pad_to)
         self.noise_sum += patch_energy(delta, self.patch_size).to(self.noise_sum.device) * b
         self.noise_count += b
 

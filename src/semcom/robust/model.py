@@ -3,10 +3,12 @@
 :class:`MaskedVQVAE`, transmitter then receiver:
 
 1. **Masking** (:mod:`semcom.robust.masking`): keep ``T = round(N (1 - mask_ratio))`` of the ``N`` patches
-   (noise-aware by default). In training the mask is random; in eval mode it is drawn from a generator seeded with
-   ``config.mask_seed`` at every call, so the model is a deterministic function of the batch (attacks and
-   reproductions see one fixed function; row ``i`` of a batch always gets the same mask, so a link that shares
-   the seed and the batch layout needs no position bits unless the FIM or deduplication drops indices).
+   (noise-aware by default). In training the mask is random, one per row; in eval mode **one** mask is drawn
+   from a generator seeded with ``config.mask_seed`` (a single row, the same at every call) and given to every
+   image of the batch, so the model is a deterministic function of each image alone, whatever the batch size or
+   the image's row (attacks and reproductions see one fixed function; a link that shares the seed needs no
+   position bits unless the FIM or deduplication drops indices). The mask is not derived from the image: a mask
+   that moved when an attack perturbs the input would hide gradients and flatter robustness.
 2. **Encoder** (:mod:`semcom.robust.vit`): the ViT on the kept patches only, then a linear map to ``D =
    code_dim``: the encoded features ``z_e`` ``[B, T, D]``.
 3. **FIM** (:mod:`semcom.robust.fim`, when ``use_fim``): reweights ``z_e`` by its SNR-dependent importance and
@@ -164,18 +166,24 @@ class _Base(nn.Module):
             raise ConfigError(f"invalid kind={config.kind!r}: {type(self).__name__} needs kind={self.kind!r}")
         self.config = config
         c = config
-        self.masking = PatchMasking(c.num_patches, c.mask_ratio, c.masking, c.noise_weight, c.patch_size)
+        self.masking = PatchMasking(c.num_patches, c.mask_ratio, c.masking, c.noise_weight, c.patch_size, c.pad_to)
         self.encoder = ViTEncoder(c.height, c.width, c.patch_size, c.channels, c.embed_dim, c.depth, c.heads,
-                                  c.mlp_ratio)
+                                  c.mlp_ratio, c.pad_to)
         self.proj = nn.Linear(c.embed_dim, c.code_dim)
         self.decoder = TaskHeads(c)
 
     def draw_keep(self, batch_size: int) -> torch.Tensor:
-        """Kept patch positions ``[B, T]``: random in training, seeded by ``config.mask_seed`` in eval mode."""
-        gen = None
+        """Kept patch positions ``[B, T]``: random per row in training; in eval mode one row drawn from a
+        generator seeded by ``config.mask_seed`` and repeated for every image (:meth:`eval_keep`)."""
         if not self.training:
-            gen = torch.Generator().manual_seed(self.config.mask_seed)
-        return self.masking(batch_size, gen).to(self.proj.weight.device)
+            return self.eval_keep().unsqueeze(0).expand(batch_size, -1).contiguous()
+        return self.masking(batch_size).to(self.proj.weight.device)
+
+    def eval_keep(self) -> torch.Tensor:
+        """The eval-mode mask ``[T]``: the kept positions (ascending) drawn once from ``config.mask_seed`` and
+        the current masking statistics; every image gets it, whatever its batch."""
+        gen = torch.Generator().manual_seed(self.config.mask_seed)
+        return self.masking(1, gen)[0].to(self.proj.weight.device)
 
     def _check_keep(self, keep: torch.Tensor, batch_size: int) -> torch.Tensor:
         keep = torch.as_tensor(keep, device=self.proj.weight.device).long()

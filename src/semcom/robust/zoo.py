@@ -459,7 +459,8 @@ def craft(name: str, model, images, labels, attack: str, epsilon: float, snr_db:
 def accuracy_of(name: str, model, images, labels, snr_db: float | None = None, seed: int = 0,
                 batch_size: int = 250) -> float:
     """Top-1 accuracy of variant ``name`` over the paper's link at ``snr_db`` (see :func:`receive`), in batches of
-    ``batch_size`` (the eval-mode masks depend on the row of the batch, so the batch size is fixed)."""
+    ``batch_size`` (the eval-mode mask is the same for every image, so the batch size changes nothing but the
+    channel realisations)."""
     correct = 0
     for i in range(0, len(images), batch_size):
         logits = receive(name, model, images[i:i + batch_size], snr_db, seed=seed + i)
