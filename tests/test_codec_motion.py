@@ -116,3 +116,20 @@ def test_the_live_link_carries_motion_frames_and_rolls_a_bad_packet_back(model, 
     again.restore(saved)
     again.payload(pan[5])
     assert again.payload(pan[6])[0] == sixth
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-motion"]])
+def test_cli_encode_reports_motion_frames_and_decodes(tmp_path, flag):
+    import json
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "semcom.cli", *map(str, a)],  # noqa: E731
+                                    capture_output=True, text=True, check=True)
+    out = json.loads(run("encode", "low_motion", "-o", tmp_path / "s.bin", "--frames", 6, "-q", 3, "--json", *flag)
+                     .stdout)
+    assert out["motion"] is (not flag)
+    assert (out["motion_rate"] > 0) is (not flag) and out["motion_rate"] == sum(
+        r["kind"] == "motion" for r in out["records"]) / 6
+    run("decode", tmp_path / "s.bin", "-o", tmp_path / "out")
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6

@@ -70,7 +70,8 @@ def codec_config(args, height: int = 64, width: int = 64):
 
     tau = DEFAULT_CODEC_TAU if args.tau is None else args.tau
     return validated(CodecLinkConfig, model=args.model, quality=args.quality, tau=tau, m_max=args.m_max,
-                     full_policy=args.full_policy, inter=not getattr(args, "no_memory", False), height=height,
+                     full_policy=args.full_policy, inter=not getattr(args, "no_memory", False),
+                     motion=not getattr(args, "no_motion", False), height=height,
                      width=width)
 
 

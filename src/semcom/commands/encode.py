@@ -39,6 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-attempts", type=int, default=4, help="with faults: damaged packets a frame may suffer")
     p.add_argument("--no-memory", action="store_true",
                    help="spatial models: every frame intra and nothing stored (the codec alone, for comparison)")
+    p.add_argument("--no-motion", action="store_true",
+                   help="spatial models: no motion frames (the memory alone, for comparison)")
     p.add_argument("--allow-loss", action="store_true",
                    help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
@@ -73,8 +75,10 @@ def _main(args) -> int:
         raise ConfigError("--variant applies to --scheme codebook")
     if model_kind(args) == "spatial":
         return _encode_codec(args)
-    if args.no_memory:
-        raise ConfigError("--no-memory applies to a spatial model (-m hyperprior), not to -m sphere64")
+    for flag in ("no_memory", "no_motion"):
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to a spatial model (-m hyperprior), "
+                              "not to -m sphere64")
     protection, faults = fault_configs(args)
     model = load_autoencoder(args.weights)
     link = link_config(args, args.rule, model)
@@ -194,12 +198,13 @@ def _encode_codec(args) -> int:
     args.output.write_bytes(data)
     frames, decoded, t = source.frames, np.stack(tx.decoded), len(source)
     summary = {"source": source.name, "output": str(args.output), "model": cfg.model, "quality": cfg.quality,
-               "tau": cfg.tau, "memory": cfg.inter, "frames": t, "bytes": len(data),
+               "tau": cfg.tau, "memory": cfg.inter, "motion": cfg.motion and cfg.inter, "frames": t, "bytes": len(data),
                "bits_per_frame_wire": 8 * len(data) / t, **link_stats(tx.records),
                "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded),
                "memory_size": tx.memory.size,
                "records": [{"t": r.t, "kind": r.kind, "slot": r.slot, "tiles_hit": r.tiles_hit,
-                            "bits": round(r.bits, 2), "memory_size": r.memory_size} for r in tx.records]}
+                            "tiles_predicted": r.tiles_predicted, "bits": round(r.bits, 2),
+                            "memory_size": r.memory_size} for r in tx.records]}
     if args.json:
         print_json(summary)
     else:
@@ -207,7 +212,7 @@ def _encode_codec(args) -> int:
 
         table = Table(title=f"encoded {source.name} -> {args.output}", title_justify="left")
         for k in ("model", "quality", "tau", "frames", "bytes", "bits_per_frame_wire", "hit_rate", "inter_rate",
-                  "intra_rate", "tile_hit_rate", "psnr_db", "ms_ssim", "memory_size"):
+                  "intra_rate", "motion_rate", "tile_hit_rate", "psnr_db", "ms_ssim", "memory_size"):
             v = summary[k]
             table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
         out_console.print(table)
@@ -216,7 +221,7 @@ def _encode_codec(args) -> int:
 
 #: Flags of the memory link that the codebook scheme has no use for, with their defaults.
 _MEMORY_ONLY = {"model": "hyperprior", "quality": None, "tau": None, "m_max": 256, "full_policy": "lru",
-                "no_memory": False}
+                "no_memory": False, "no_motion": False}
 
 
 def _encode_codebook(args) -> int:

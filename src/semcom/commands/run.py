@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-attempts", type=int, default=4,
                    help="ARQ attempts per packet (with faults: damaged packets a frame may suffer)")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
+    p.add_argument("--no-motion", action="store_true",
+                   help="spatial models: no motion frames (the memory alone, for comparison)")
     add_fault_args(p)
     add_threads_arg(p)
     add_device_arg(p)
@@ -63,6 +65,8 @@ def main(args) -> int:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
     if model_kind(args) == "spatial":
         return _run_codec(args, regimes)
+    if args.no_motion:
+        raise ConfigError("--no-motion applies to a spatial model (-m hyperprior), not to -m sphere64")
     protection, faults = fault_configs(args)
     cfg = validated(RunConfig, protection=protection, faults=faults, rules=tuple(dict.fromkeys(args.rules)),
                     regimes=regimes, tau=DEFAULT_TAU if args.tau is None else args.tau,
