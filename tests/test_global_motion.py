@@ -19,6 +19,7 @@ from semcom.prediction.global_motion import (
     warp,
 )
 
+
 @pytest.fixture(scope="module")
 def photo() -> torch.Tensor:
     """A 64x64 view of a bundled photo, smoothed a little (a camera's optics), as (1, 3, H, W) in [0, 1]."""
@@ -29,25 +30,30 @@ def photo() -> torch.Tensor:
     img = gaussian_filter(img, (0.8, 0.8, 0))
     return torch.from_numpy(img).permute(2, 0, 1)[None].float()
 
+
 def _theta(**kw) -> torch.Tensor:
     theta = torch.zeros(len(PARAMS))
     for name, value in kw.items():
         theta[PARAMS.index(name)] = value
     return theta
 
+
 def test_the_identity_motion_returns_the_anchor(photo):
     assert torch.allclose(warp(photo, torch.zeros(len(PARAMS))), photo, atol=1e-5)
+
 
 def test_an_integer_translation_is_a_shift_of_the_pixels(photo):
     out = warp(photo, _theta(tx=3.0, ty=-2.0))
     # x_pred(p) = A(p + t): column x shows the anchor's column x + 3, row y the anchor's row y - 2
     assert torch.allclose(out[..., 2:, : 64 - 3], photo[..., : 62, 3:], atol=1e-4)
 
+
 def test_gain_and_offset_relight_each_channel(photo):
     out = warp(photo, _theta(log_gain_r=float(np.log(0.5)), offset_g=0.1, log_gain_b=float(np.log(1.5))))
     assert torch.allclose(out[:, 0], 0.5 * photo[:, 0], atol=1e-5)
     assert torch.allclose(out[:, 1], photo[:, 1] + 0.1, atol=1e-5)
     assert torch.allclose(out[:, 2], 1.5 * photo[:, 2], atol=1e-5)
+
 
 def test_a_fractional_translation_matches_scipys_shift(photo):
     """Eq. (1)'s bicubic sampling against scipy's cubic-spline shift, away from the borders."""
@@ -56,6 +62,7 @@ def test_a_fractional_translation_matches_scipys_shift(photo):
     ref = np.stack([shift(photo[0, c].double().numpy(), (0.0, -1.5), order=3, mode="nearest") for c in range(3)])
     out = warp(photo, _theta(tx=1.5))[0].double().numpy()
     assert np.abs(out - ref)[:, 8:-8, 8:-8].max() < 0.03
+
 
 def test_the_estimator_recovers_a_known_motion(photo):
     true = _theta(tx=2.3, ty=-1.7, log_zoom=0.03, angle=0.02, log_gain_r=-0.1, log_gain_g=-0.05, log_gain_b=0.02,
@@ -68,6 +75,7 @@ def test_the_estimator_recovers_a_known_motion(photo):
     mse = float((warp(photo, found) - frame).pow(2).mean())
     assert 10 * np.log10(1 / mse) > 40
 
+
 def test_a_large_translation_is_found_from_the_phase_correlation(photo):
     """An 11-pixel pan is beyond L-BFGS's reach from the identity; the phase-correlation start finds it, as
     scipy's independent shift of the photo confirms."""
@@ -77,6 +85,7 @@ def test_a_large_translation_is_found_from_the_phase_correlation(photo):
     found = estimate(photo, torch.from_numpy(moved)[None].float())
     assert abs(float(found[0]) - 11.0) < 0.25 and abs(float(found[1])) < 0.25
 
+
 def test_quantise_is_the_nearest_step_and_refuses_nothing_finite():
     theta = torch.tensor([0.3, -0.06, 0.01, -0.002, 0.1, 0.0, -0.2, 0.05, 0.5, -0.5])
     k = quantise(theta)
@@ -85,12 +94,14 @@ def test_quantise_is_the_nearest_step_and_refuses_nothing_finite():
     assert np.array_equal(quantise(torch.full((len(PARAMS),), 1e30)), BOUND)
     assert torch.isfinite(warp(torch.rand(1, 3, 16, 16), dequantise(BOUND * 10))).all()
 
+
 def test_a_prediction_error_beyond_the_limit_is_refused():
     coder = MotionCoder()
     k = np.zeros(len(PARAMS), dtype=np.int64)
     assert coder.symbols(k).tolist() == [LIMIT] * len(PARAMS)
     k[3] = LIMIT + 1
     assert coder.symbols(k) is None
+
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.lists(st.integers(-40, 40), min_size=len(PARAMS), max_size=len(PARAMS)),

@@ -14,6 +14,9 @@ import numpy as np
 from semcom.metrics import ms_ssim, psnr
 from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
+#: The colour of each kind of frame in :func:`figure_frames`' titles.
+KIND_COLOURS = {"hit": "green", "inter": "darkorange", "intra": "red", "motion": "blue"}
+
 
 def run_codec_link(regimes: Sequence[str], link: CodecLinkConfig, model, seed: int = 0, frames: int | None = None,
                    progress: Callable[[str], None] | None = None) -> dict:
@@ -62,7 +65,7 @@ def figure_frames(decoded: dict, timelines: dict, out, regime: str | None = None
         axes[0, col].set_title(f"t={t}", fontsize=8)
         axes[1, col].imshow(out_frames[t])
         axes[1, col].set_title(f"{rec['kind']}, {rec['bits']:.0f} b", fontsize=8,
-                               color={"hit": "green", "inter": "darkorange", "intra": "red", "motion": "blue"}[rec["kind"]])
+                               color=KIND_COLOURS[rec["kind"]])
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{regime}: original (top), decoded from the bits (bottom)", fontsize=9)
