@@ -133,3 +133,19 @@ def test_motion_symbols_round_trip_through_a_range_coder(steps):
         rx.update(symbols, new_anchor)
     assert np.array_equal(rx.velocity, tx.velocity) and np.array_equal(rx.counts, tx.counts)
     assert 32 * len(words) <= bits * 1.01 + 64
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e30, 1e6])
+def test_a_wild_motion_samples_the_border_instead_of_crashing(photo, value):
+    """grid_sample's CPU kernel can crash on NaN or huge coordinates (an L-BFGS trial step makes them); the warp
+    clamps its grid first, so any theta gives finite pixels."""
+    for i in (0, 2, 3):
+        theta = torch.zeros(len(PARAMS))
+        theta[i] = value
+        with torch.enable_grad():
+            theta.requires_grad_(True)
+            out = warp(photo, theta)
+            out.sum().backward()
+        assert torch.isfinite(out).all()
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    assert torch.isfinite(estimate(flat, flat)).all()

@@ -60,6 +60,10 @@ def warp(anchor: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     row0 = torch.stack([c, -s * h / w, theta[0] * 2.0 / w])
     row1 = torch.stack([s * w / h, c, theta[1] * 2.0 / h])
     grid = F.affine_grid(torch.stack([row0, row1])[None], list(anchor.shape), align_corners=False)
+    # grid_sample's CPU kernel may crash on a NaN, infinite or huge coordinate (pytorch/pytorch#24823), which an
+    # L-BFGS trial step can produce. With border padding every coordinate beyond +-1 samples the border, so clamping
+    # to +-2 changes no output and no gradient; a NaN samples the centre.
+    grid = torch.nan_to_num(grid, nan=0.0, posinf=2.0, neginf=-2.0).clamp(-2.0, 2.0)
     moved = F.grid_sample(anchor, grid, mode="bicubic", padding_mode="border", align_corners=False)
     return moved * torch.exp(theta[4:7])[None, :, None, None] + theta[7:10][None, :, None, None]
 
