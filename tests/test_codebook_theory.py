@@ -45,7 +45,8 @@ from semcom.quantization.codebook import (
 
 FAST = settings(max_examples=15, deadline=None)
 sizes = st.sampled_from([16, 32, 64, 128])
-flip_p = st.floats(min_value=0.0, max_value=0.5, allow_nan=False)
+# No subnormal p: scipy's binom.pmf overflows at p ~ 7e-309 (a hypothesis find), our closed forms do not
+flip_p = st.floats(min_value=0.0, max_value=0.5, allow_nan=False, allow_subnormal=False)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -175,6 +175,7 @@ def _run_codec(args, regimes) -> int:
         print_json(res)
         return 0
     out_console.print(rows_table(res["rows"], f"{link.model} quality {link.quality}, tau {link.tau:.3g}: "
-                                 "the link on (memory and motion frames) and off (every frame intra)", columns=CODEC_COLUMNS))
+                                 "the link on (memory and motion frames) and off (every frame intra)",
+                                 columns=CODEC_COLUMNS))
     out_console.print(f"run folder: {out}  (report: {out / 'report.html'}, {elapsed:.1f} s)")
     return 0
