@@ -467,3 +467,26 @@ def test_shipped_tasks_model_retrieves_and_reuses_the_masked_vqvae():
         x = test.images[:32]
         assert torch.equal(tasks.transmit(x)["indices"], base.transmit(x)["indices"])
         assert torch.equal(tasks.logits(x), base.logits(x))
+
+
+def test_shipped_adversarially_trained_tasks_model():
+    """masked-vqvae-tasks+at: a small file; its heads sit on the frozen masked-vqvae+at (same indices and logits)
+    and retrieve held-out test digits far above chance (0.1) and reconstruct them better than the mean image."""
+    import torch
+
+    from semcom.robust.zoo import VARIANTS, load_variant, psnr_of, recall_of, weights_path
+    from semcom.sources.labelled import load_labelled
+
+    assert VARIANTS["masked-vqvae-tasks+at"].at and weights_path("masked-vqvae-tasks+at").stat().st_size < 1_500_000
+    test = load_labelled("mnist5k", "test", seed=0, limit=100)
+    tasks, base = load_variant("masked-vqvae-tasks+at"), load_variant("masked-vqvae+at")
+    assert set(tasks.config.tasks) == {"classification", "retrieval", "reconstruction"}
+    assert "iterative FGSM" in tasks.metadata["adversarial_training"]
+    assert recall_of(tasks, test.images, test.labels) > 0.4
+    mean_image = test.images.mean(0, keepdim=True).expand_as(test.images)
+    psnr_mean = float(10 * torch.log10(1.0 / (mean_image - test.images).pow(2).mean()))
+    assert psnr_of(tasks, test.images) > psnr_mean + 1.0
+    with torch.no_grad():
+        x = test.images[:32]
+        assert torch.equal(tasks.transmit(x)["indices"], base.transmit(x)["indices"])
+        assert torch.equal(tasks.logits(x), base.logits(x))

@@ -86,24 +86,27 @@ def test_fig8_noise_is_on_the_received_symbols():
     assert np.array_equal(clean, bits) and (noisy != bits).mean() > 0.1
 
 
-def test_fig11_quick_rows_and_figures(tmp_path):
-    """``robust-fig11 --quick``: recall@1 and PSNR per SNR and semantic noise of the shipped masked-vqvae-tasks."""
-    ticks = []
-    out = rp.outcome("fig11", True, ticks.append, tmp_path)
-    res = out.results
-    assert len(ticks) == rp.steps("fig11", True) == 3
-    assert [p.name for p in out.figures] == ["robust_fig11a.png", "robust_fig11b.png"]
-    rows = {(r["snr_db"], r["noise"]): r for r in res["rows"]}
-    assert set(rows) == {(s, n) for s in (-9.0, 5.0, 18.0) for n in ("none", "retrieval", "reconstruction")}
+def test_fig11_rows_have_both_schemes_and_figure(tmp_path):
+    """``robust-fig11``: recall@1 and PSNR per scheme (masked-vqvae-tasks, -tasks+at), SNR and semantic noise (clean,
+    FGSM 0.1, PGD 0.05 / 0.1, aimed at retrieval or reconstruction); kept small: 100 images, two SNRs."""
+    assert rp.steps("fig11", True) == 2 * 3
+    res = rp.run_fig11(True, snrs=(-9.0, 18.0), samples=100)
+    assert [p.name for p in rp.figure_fig11(res, tmp_path)] == ["robust_fig11.png"]
+    rows = {(r["scheme"], r["snr_db"], r["attack"], r["noise"], r["epsilon"]): r for r in res["rows"]}
+    noises = {("none", "none", 0.0)} | {("fgsm", t, 0.1) for t in ("retrieval", "reconstruction")} | {
+        ("pgd", t, e) for t in ("retrieval", "reconstruction") for e in (0.05, 0.1)}
+    assert set(rows) == {(s, snr) + n for s in rp.FIG11_SCHEMES for snr in (-9.0, 18.0) for n in noises}
     for r in res["rows"]:
-        assert {"snr_db", "noise", "epsilon", "recall_at_1", "psnr_db"} <= set(r)
-        assert 0.0 <= r["recall_at_1"] <= 1.0 and r["images"] == 200
+        assert 0.0 <= r["recall_at_1"] <= 1.0 and r["images"] == 100 and r["psnr_db"] > 0
     chance = res["chance_recall_at_1"]
-    assert 0.08 < chance < 0.12
-    # clean retrieval over an error-free link is far above chance; the link's errors at -9 dB bring it to chance
-    assert rows[18.0, "none"]["recall_at_1"] > chance + 0.3
-    assert rows[-9.0, "none"]["recall_at_1"] < rows[18.0, "none"]["recall_at_1"] - 0.3
-    # the retrieval-targeted semantic noise costs recall
-    assert rows[18.0, "retrieval"]["recall_at_1"] < rows[18.0, "none"]["recall_at_1"]
-    assert len(res["reconstructions"]["original"]) == 10  # one digit per class
+    assert 0.07 < chance < 0.13
+    for scheme in rp.FIG11_SCHEMES:
+        clean = rows[scheme, 18.0, "none", "none", 0.0]["recall_at_1"]
+        # clean retrieval over an error-free link is far above chance; the link's errors at -9 dB bring it down
+        assert clean > chance + 0.3
+        assert rows[scheme, -9.0, "none", "none", 0.0]["recall_at_1"] < clean - 0.2
+        # the retrieval-targeted semantic noise costs recall
+        assert rows[scheme, 18.0, "pgd", "retrieval", 0.1]["recall_at_1"] < clean
+    recon = res["reconstructions"]
+    assert len(recon["original"]) == 10 and {f"{s}:noisy_input" for s in rp.FIG11_SCHEMES} <= set(recon)
     json.dumps(res)

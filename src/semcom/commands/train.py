@@ -367,7 +367,8 @@ def _robust(args) -> int:
 
     if args.variant is None:
         raise ConfigError("--algorithm robust needs --variant (masked-vqvae+fim+at, masked-vqvae+at, masked-vqvae, "
-                          "jscc+at, jscc, jpeg-classifier+at, jpeg-classifier, masked-vqvae-tasks)")
+                          "jscc+at, jscc, jpeg-classifier+at, jpeg-classifier, masked-vqvae-tasks, "
+                          "masked-vqvae-tasks+at)")
     check_variant(args.variant)
     steps = args.steps
     seed = 0 if args.seed is None else args.seed

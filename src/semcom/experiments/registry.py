@@ -376,7 +376,7 @@ _ROBUST = {
     "fig10": "the robust paper's Fig. 10: codebook similarity with and without the orthogonality loss",
     "fig5": "the robust paper's Fig. 5: accuracy against SNR per codebook size J (small models trained in the run)",
     "fig11": "the robust paper's Fig. 11: recall@1 against SNR and reconstructions under semantic noise "
-             "(the shipped masked-vqvae-tasks)",
+             "(the shipped masked-vqvae-tasks and masked-vqvae-tasks+at; FGSM and PGD)",
     "patch": "the robust paper's patch sizes: accuracy against SNR and symbols per image for patch 4, 8 and 16 on "
              "digits padded to 32x32 (small masked VQ-VAEs trained in the run)",
 }

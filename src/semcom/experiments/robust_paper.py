@@ -18,7 +18,8 @@ transmitter does not know the channel realisation) and then sent over the link l
 * ``robust-fig10``: codebook similarity with and without the orthogonality loss (two small models trained here);
 * ``robust-fig5``: accuracy against SNR per codebook size J (one small model per J trained here);
 * ``robust-fig11``: recall@1 and reconstruction PSNR against SNR, clean and under semantic noise, and
-  reconstructions at a few SNRs, of the shipped ``masked-vqvae-tasks`` (retrieval and reconstruction heads);
+  reconstructions at a few SNRs, of the shipped ``masked-vqvae-tasks`` (retrieval and reconstruction heads) and
+  ``masked-vqvae-tasks+at`` (the same heads adversarially trained), under iterative FGSM and PGD;
 * ``robust-patch``: accuracy against SNR and symbols per image for patch sizes 4, 8 and 16 (the issue's "patch
   sizes 4 and 8, and 16 where the image allows"): the digits zero-padded to 32x32 (``pad_to``), one small masked
   VQ-VAE per patch size trained here with the shipped ``masked-vqvae``'s recipe.
@@ -730,21 +731,35 @@ def run_patch(quick: bool = False, progress=None, snrs=None, seed: int = 0, samp
                            "in Table I) for better accuracy"}
 
 
-#: The SNRs of the reconstructions shown in Fig. 11b (index error rate 0.81, 0.28 and 0 on the link).
-FIG11_RECON_SNRS = (0.0, 5.0, 18.0)
-#: Semantic-noise budget of Fig. 11 (L-inf on [0, 1] pixels; the shipped +at models' budget).
+#: The two models of Fig. 11: the heads trained on clean digits and the adversarially trained ones (on the
+#: adversarially trained ``masked-vqvae+at``).
+FIG11_SCHEMES = ("masked-vqvae-tasks", "masked-vqvae-tasks+at")
+#: The SNRs of the reconstructions shown in Fig. 11b (index error rate 0.28 and 0 on the link).
+FIG11_RECON_SNRS = (5.0, 18.0)
+#: Semantic-noise budget of Fig. 11's iterative FGSM (L-inf on [0, 1] pixels; the +at models' training budget).
 FIG11_EPSILON = 0.1
+#: PGD budgets of Fig. 11: an attack the ``+at`` heads were not trained with (random start, 20 steps).
+FIG11_PGD_EPSILONS = (0.05, 0.1)
 
 
-def _fig11_noise(model, images, target: str, epsilon: float, batch_size: int = 250):
-    """Iterative FGSM (eq. 7, K = 5) at ``epsilon`` on the noiseless link, per batch of ``batch_size``:
-    ``retrieval`` maximises ``1 - cos(e(s'), e(s))``, the drift of each image's
-    embedding from its clean one (the contrastive loss needs a batch of positives; this is its per-image form);
-    ``reconstruction`` maximises the pixel MSE of the reconstruction against the clean image."""
+def fig11_noises(epsilon: float = FIG11_EPSILON) -> list[tuple[str, str, float]]:
+    """``(attack, target, epsilon)`` of each input of Fig. 11: clean, iterative FGSM at ``epsilon`` and PGD at
+    :data:`FIG11_PGD_EPSILONS`, each aimed at the retrieval embedding or at the reconstruction."""
+    out = [("none", "none", 0.0)] + [("fgsm", t, float(epsilon)) for t in ("retrieval", "reconstruction")]
+    return out + [("pgd", t, e) for t in ("retrieval", "reconstruction") for e in FIG11_PGD_EPSILONS]
+
+
+def _fig11_noise(model, images, target: str, epsilon: float, batch_size: int = 250, attack: str = "fgsm"):
+    """Semantic noise on the noiseless link, per batch of ``batch_size``: iterative FGSM (eq. 7, K = 5) or PGD
+    (random start, 20 steps, seed 0; the per-image best iterate) at ``epsilon``. ``retrieval`` maximises
+    ``1 - cos(e(s'), e(s))``, the drift of each image's embedding from its clean one (the contrastive loss needs a
+    batch of positives; this is its per-image form); ``reconstruction`` maximises the pixel MSE of the
+    reconstruction against the clean image."""
     import torch
 
-    from semcom.attacks import iterative_fgsm
+    from semcom.attacks import iterative_fgsm, pgd
 
+    fn = {"fgsm": iterative_fgsm, "pgd": pgd}[attack]
     out = []
     for i in range(0, len(images), batch_size):
         x0 = images[i:i + batch_size]
@@ -756,18 +771,20 @@ def _fig11_noise(model, images, target: str, epsilon: float, batch_size: int = 2
         else:
             def loss(x, x0=x0):
                 return (model(x).reconstruction - x0).pow(2).flatten(1).mean(1)
-        out.append(iterative_fgsm(loss, x0, None, epsilon))
+        out.append(fn(loss, x0, None, epsilon))
     return torch.cat(out)
 
 
 def run_fig11(quick: bool = False, progress=None, snrs=None, seed: int = 0, samples: int | None = None,
-              epsilon: float = FIG11_EPSILON) -> dict:
+              epsilon: float = FIG11_EPSILON, schemes=FIG11_SCHEMES) -> dict:
     """Recall@1 and reconstruction PSNR against SNR (Fig. 11a) and reconstructions under semantic noise (Fig. 11b)
-    of the shipped ``masked-vqvae-tasks`` (the shipped ``masked-vqvae`` with retrieval and reconstruction heads
-    trained on its frozen encoder and codebook) over the paper's link (IndexLink: 8x4 MIMO, 16-QAM, LDPC 1/2).
-    Recall@1 is over the test split against itself (nearest other image, cosine). Semantic noise: iterative FGSM
-    at ``epsilon`` (0.1) on the noiseless link, on the retrieval embedding (``noise = "retrieval"``) or on the
-    reconstruction MSE (``"reconstruction"``), see :func:`_fig11_noise`; ``"none"`` is clean."""
+    of the shipped ``masked-vqvae-tasks`` (retrieval and reconstruction heads trained on the frozen
+    ``masked-vqvae``) and ``masked-vqvae-tasks+at`` (the same heads adversarially trained on the frozen
+    ``masked-vqvae+at``) over the paper's link (IndexLink: 8x4 MIMO, 16-QAM, LDPC 1/2). Recall@1 is over the test
+    split against itself (nearest other image, cosine). Semantic noise (:func:`fig11_noises`), crafted white box
+    against each model on the noiseless link: iterative FGSM at ``epsilon`` (0.1) and PGD at 0.05 and 0.1, aimed
+    at the retrieval embedding (``noise = "retrieval"``) or the reconstruction MSE (``"reconstruction"``), see
+    :func:`_fig11_noise`; ``"none"`` is clean. Every scheme sees the same channel realisations."""
     import torch
 
     from semcom.robust.link import index_link_for
@@ -776,35 +793,37 @@ def run_fig11(quick: bool = False, progress=None, snrs=None, seed: int = 0, samp
 
     snrs = tuple(float(s) for s in (snrs or ((-9.0, 5.0, 18.0) if quick else SNRS)))
     data = held_out_split(quick, samples)
-    model = load_variant("masked-vqvae-tasks")
-    inputs = {"none": data.images, "retrieval": _fig11_noise(model, data.images, "retrieval", epsilon),
-              "reconstruction": _fig11_noise(model, data.images, "reconstruction", epsilon)}
-    rows = []
-    for snr in snrs:
-        for noise, x in inputs.items():
-            emb, se = [], 0.0
-            with torch.no_grad():
-                for i in range(0, len(x), 250):
-                    out = model(x[i:i + 250], snr_db=snr, channel=index_link_for(model, snr, seed=seed + i))
-                    emb.append(out.embedding)
-                    se += float((out.reconstruction - data.images[i:i + 250]).pow(2).sum())
-            mse = se / data.images.numel()
-            rows.append({"snr_db": snr, "noise": noise, "epsilon": 0.0 if noise == "none" else epsilon,
-                         "recall_at_1": recall_at_1(torch.cat(emb), data.labels),
-                         "psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12)), "images": len(x)})
-        _tick(progress, f"{snr:g} dB")
     labels = np.asarray(data.labels)
     first = [int(np.flatnonzero(labels == k)[0]) for k in np.unique(labels)]  # one test digit per class
     x0 = data.images[first]
-    shown_inputs = {"none": x0, "reconstruction": _fig11_noise(model, x0, "reconstruction", epsilon)}
-    shown = {"original": x0.tolist(), "noisy_input": shown_inputs["reconstruction"].tolist()}
-    with torch.no_grad():
-        for snr in FIG11_RECON_SNRS:
-            for noise, x in shown_inputs.items():
-                ch = index_link_for(model, snr, seed=seed)
-                shown[f"{noise}@{snr:g}"] = model(x, snr_db=snr, channel=ch).reconstruction.tolist()
-    return {"rows": rows, "reconstructions": shown, "epsilon": epsilon, "model": "masked-vqvae-tasks",
-            "chance_recall_at_1": _chance_recall(data.labels),
+    rows, shown = [], {"original": x0.tolist()}
+    for scheme in schemes:
+        model = load_variant(scheme)
+        inputs = {key: (data.images if key[0] == "none" else
+                        _fig11_noise(model, data.images, key[1], key[2], attack=key[0]))
+                  for key in fig11_noises(epsilon)}
+        for snr in snrs:
+            for (attack, noise, eps), x in inputs.items():
+                emb, se = [], 0.0
+                with torch.no_grad():
+                    for i in range(0, len(x), 250):
+                        out = model(x[i:i + 250], snr_db=snr, channel=index_link_for(model, snr, seed=seed + i))
+                        emb.append(out.embedding)
+                        se += float((out.reconstruction - data.images[i:i + 250]).pow(2).sum())
+                mse = se / data.images.numel()
+                rows.append({"scheme": scheme, "snr_db": snr, "attack": attack, "noise": noise, "epsilon": eps,
+                             "recall_at_1": recall_at_1(torch.cat(emb), data.labels),
+                             "psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12)), "images": len(x)})
+            _tick(progress, f"{scheme} {snr:g} dB")
+        noisy = _fig11_noise(model, x0, "reconstruction", epsilon)
+        shown[f"{scheme}:noisy_input"] = noisy.tolist()
+        with torch.no_grad():
+            for snr in FIG11_RECON_SNRS:
+                for noise, x in (("none", x0), ("reconstruction", noisy)):
+                    ch = index_link_for(model, snr, seed=seed)
+                    shown[f"{scheme}:{noise}@{snr:g}"] = model(x, snr_db=snr, channel=ch).reconstruction.tolist()
+    return {"rows": rows, "reconstructions": shown, "epsilon": epsilon, "pgd_epsilons": list(FIG11_PGD_EPSILONS),
+            "schemes": list(schemes), "chance_recall_at_1": _chance_recall(data.labels),
             "paper_claim": "recall@1 rises with SNR and the masked VQ-VAE keeps it under semantic noise; "
                            "reconstructions stay recognisable under noise (patch 8 beats patch 16)"}
 
@@ -836,36 +855,58 @@ def figure_fig5(res: dict, out: Path) -> list[Path]:
 
 
 def figure_fig11(res: dict, out: Path) -> list[Path]:
-    """(a) recall@1 against SNR per noise; (b) one test digit per class: original, the reconstruction-targeted noisy
-    input, and reconstructions at a few SNRs from the clean and the noisy input."""
+    """One figure: (a) recall@1 against SNR, clean and under retrieval-targeted noise; (b) PSNR against SNR, clean
+    and under reconstruction-targeted noise (solid: ``masked-vqvae-tasks+at``, dashed: ``masked-vqvae-tasks``);
+    (c) one test digit per class: the original, then per scheme its reconstruction-targeted noisy input (FGSM) and
+    reconstructions at a few SNRs from the clean and from the noisy input."""
     from semcom.report.figures import plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for noise in ("none", "retrieval", "reconstruction"):
-        pts = [(r["snr_db"], r["recall_at_1"]) for r in res["rows"] if r["noise"] == noise]
-        label = "clean" if noise == "none" else f"{noise}-targeted noise, eps {res['epsilon']:g}"
-        ax.plot(*zip(*pts), marker="o", label=label)
-    ax.axhline(res["chance_recall_at_1"], color="grey", ls=":", label="chance")
-    ax.set(xlabel="SNR (dB)", ylabel="recall@1", ylim=(0, 1), title="(a) retrieval, masked-vqvae-tasks")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths = _save(fig, out, "robust_fig11a.png")
+    schemes = res["schemes"]
     rec = res["reconstructions"]
-    cols = [("original", "original"), ("noisy input", "noisy_input")]
-    cols += [(f"{snr:g} dB" + (" noisy" if noise != "none" else ""), f"{noise}@{snr:g}")
-             for noise in ("none", "reconstruction") for snr in FIG11_RECON_SNRS]
+    cols = [("original", "original")]
+    for scheme in schemes:
+        short = "AT" if scheme.endswith("+at") else "plain"
+        cols += [(f"{short}\nnoisy input", f"{scheme}:noisy_input")]
+        cols += [(f"{short}\n{snr:g} dB" + (" noisy" if noise != "none" else ""), f"{scheme}:{noise}@{snr:g}")
+                 for noise in ("none", "reconstruction") for snr in FIG11_RECON_SNRS]
     n = len(rec["original"])
-    fig, axes = plt.subplots(n, len(cols), figsize=(1.1 * len(cols), 1.1 * n), squeeze=False)
+    fig = plt.figure(figsize=(6.0 + 0.9 * len(cols), max(8.0, 0.9 * n)))
+    outer = fig.add_gridspec(1, 2, width_ratios=(6.0, 0.9 * len(cols)), wspace=0.12)
+    left = outer[0].subgridspec(2, 1, hspace=0.3)
+    colours = {}
+    for k, (metric, target, title, ylabel) in enumerate(
+            (("recall_at_1", "retrieval", "(a) retrieval", "recall@1"),
+             ("psnr_db", "reconstruction", "(b) reconstruction", "PSNR (dB)"))):
+        ax = fig.add_subplot(left[k])
+        for scheme in schemes:
+            for attack, noise, eps in fig11_noises(res["epsilon"]):
+                if noise not in ("none", target):
+                    continue
+                pts = [(r["snr_db"], r[metric]) for r in res["rows"]
+                       if r["scheme"] == scheme and r["attack"] == attack and r["noise"] == noise
+                       and r["epsilon"] == eps]
+                key = "clean" if attack == "none" else f"{attack.upper()} eps {eps:g}"
+                line = ax.plot(*zip(*pts), marker="o", ms=3, ls="-" if scheme.endswith("+at") else "--",
+                               color=colours.get(key), label=f"{scheme}: {key}")[0]
+                colours.setdefault(key, line.get_color())
+        if metric == "recall_at_1":
+            ax.axhline(res["chance_recall_at_1"], color="grey", ls=":", label="chance")
+            ax.set_ylim(0, 1)
+        ax.set(xlabel="SNR (dB)", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    right = outer[1].subgridspec(n, len(cols), wspace=0.05, hspace=0.05)
     for i in range(n):
         for j, (title, key) in enumerate(cols):
-            axes[i][j].imshow(np.asarray(rec[key])[i][0], cmap="gray", vmin=0, vmax=1)
-            axes[i][j].axis("off")
+            ax = fig.add_subplot(right[i, j])
+            ax.imshow(np.asarray(rec[key])[i][0], cmap="gray", vmin=0, vmax=1)
+            ax.axis("off")
             if i == 0:
-                axes[i][j].set_title(title, fontsize=7)
-    fig.tight_layout()
-    paths += _save(fig, out, "robust_fig11b.png")
-    return paths
+                ax.set_title(title, fontsize=6)
+    path = out / "robust_fig11.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
 
 
 def figure_patch(res: dict, out: Path) -> list[Path]:
@@ -992,7 +1033,8 @@ COLUMNS = {
              ("top10_share", "share of top 10 features", "{:.3f}")],
     "fig5": [("J", "J", "{}"), ("epsilon", "eps", "{:g}"), ("snr_db", "SNR dB", "{:g}"),
              ("accuracy", "accuracy", "{:.3f}"), ("symbols_per_image", "symbols", "{:.0f}")],
-    "fig11": [("snr_db", "SNR dB", "{:g}"), ("noise", "semantic noise", "{}"), ("epsilon", "eps", "{:g}"),
+    "fig11": [("scheme", "scheme", "{}"), ("snr_db", "SNR dB", "{:g}"), ("attack", "attack", "{}"),
+              ("noise", "aimed at", "{}"), ("epsilon", "eps", "{:g}"),
               ("recall_at_1", "recall@1", "{:.3f}"), ("psnr_db", "PSNR dB", "{:.2f}")],
     "patch": [("code_dim", "code_dim", "{}"), ("patch_size", "patch", "{}"), ("side", "side", "{}"),
               ("indices", "indices", "{}"), ("codewords_used", "codewords used", "{}"),
@@ -1019,7 +1061,7 @@ def steps(figure: str, quick: bool, snr=None) -> int:
     if figure == "fig8":
         return (n + 1) * len(QUICK_FIG8_SSNRS if quick else FIG8_SSNRS)
     if figure == "fig11":
-        return len(snr or ((-9.0, 5.0, 18.0) if quick else SNRS))
+        return len(FIG11_SCHEMES) * len(snr or ((-9.0, 5.0, 18.0) if quick else SNRS))
     if figure == "patch":
         return len(PATCH_SIZES) if quick else (len(PATCH_SIZES) + 1) * len(PATCH_CODE_DIMS)
     return {"table1": 2, "fig9": 4, "fig10": 2, "fig5": 2 if quick else 4}[figure]
@@ -1063,8 +1105,8 @@ def outcome(figure: str, quick: bool, progress, out: Path, snr=None, seed: int =
     elif figure == "fig11":
         res = run_fig11(quick, progress, snrs=snr, seed=seed)
         figs = figure_fig11(res, out)
-        return Outcome(res, figs, [("Fig. 11: recall@1 and reconstruction PSNR (masked-vqvae-tasks)", res["rows"],
-                                    COLUMNS["fig11"])],
+        title = "Fig. 11: recall@1 and reconstruction PSNR (masked-vqvae-tasks, masked-vqvae-tasks+at)"
+        return Outcome(res, figs, [(title, res["rows"], COLUMNS["fig11"])],
                        [f"recall@1 of a random ranking: {res['chance_recall_at_1']:.3f}",
                         f"paper: {res['paper_claim']}"])
     elif figure == "fig10":

@@ -83,7 +83,8 @@ class RobustConfig(BaseModel):
       ``fim_threshold`` (features whose importance, scaled so that uniform importance is 1, falls below it are
       not transmitted; 0 keeps all), ``lambda_fim`` the ``gamma`` of eq. (16); ``lambda_sim`` the weight of the
       similarity loss of eq. (17) (0: off).
-    * Heads (Section V-A: three FC layers each): ``tasks``, ``n_classes``, ``retrieval_dim``, ``head_hidden``;
+    * Heads (Section V-A: three FC layers each): ``tasks``, ``n_classes``, ``retrieval_dim``, ``head_hidden``
+      (``task_head_hidden`` for the retrieval and reconstruction heads, 0: the same);
       the task-loss weights ``w_classification``, ``w_retrieval``, ``w_reconstruction``; ``retrieval_temperature``
       of the supervised contrastive loss.
     * Channel: ``train_snr_db`` (3 dB in the paper), the SNR fed to the FIM when none is given.
@@ -126,6 +127,9 @@ class RobustConfig(BaseModel):
     n_classes: int = Field(10, ge=2, le=100_000)
     retrieval_dim: int = Field(64, ge=2, le=4096)
     head_hidden: int = Field(256, ge=1, le=8192)
+    #: Hidden width of the retrieval and reconstruction heads (0: ``head_hidden``); ``masked-vqvae-tasks+at`` uses
+    #: a narrow one to keep its file small.
+    task_head_hidden: int = Field(0, ge=0, le=8192)
     w_classification: float = Field(1.0, ge=0.0, le=1e4)
     w_retrieval: float = Field(1.0, ge=0.0, le=1e4)
     w_reconstruction: float = Field(1.0, ge=0.0, le=1e4)

@@ -132,9 +132,11 @@ class TaskHeads(nn.Module):
         self.norm = nn.LayerNorm(d)
         out = {"classification": config.n_classes, "retrieval": config.retrieval_dim,
                "reconstruction": config.channels * config.height * config.width}
+        width = {task: hid if task == "classification" or not config.task_head_hidden else config.task_head_hidden
+                 for task in config.tasks}
         self.heads = nn.ModuleDict({
-            task: nn.Sequential(nn.Linear(n * d, hid), nn.GELU(), nn.Linear(hid, hid), nn.GELU(),
-                                nn.Linear(hid, out[task]))
+            task: nn.Sequential(nn.Linear(n * d, width[task]), nn.GELU(), nn.Linear(width[task], width[task]),
+                                nn.GELU(), nn.Linear(width[task], out[task]))
             for task in config.tasks})
 
     def forward(self, tokens: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:

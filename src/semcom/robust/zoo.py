@@ -13,6 +13,11 @@ Variants (:data:`VARIANTS`), the schemes of the paper's Section V-A:
   head loaded and frozen, so its indices mean the same) with two new three-FC heads, retrieval (unit-norm
   embedding, supervised contrastive loss) and reconstruction (pixels, MSE), trained for
   :data:`DEFAULT_TASKS_STEPS` steps over the same index channel: the model of Fig. 11.
+* ``masked-vqvae-tasks+at``: the same two heads (hidden width :data:`TASKS_AT_HIDDEN`) on the frozen, adversarially
+  trained ``masked-vqvae+at``, trained with Algorithm 2: each batch's first half carries iterative-FGSM noise
+  (eq. (7)) that maximises the retrieval loss (supervised contrastive), its second half noise that maximises the
+  reconstruction MSE against the clean image, then one AWP step on the heads; the heads learn to retrieve and to
+  reconstruct the *clean* image from the noisy indices.
 
 **Data.** ``mnist5k`` (28 x 28 grey, 4,000 train / 1,000 test, the stratified seeded split of
 :mod:`semcom.sources.labelled`), kept at 28 x 28 with patch 4: 49 patches, 24 kept at masking ratio 0.5. Padding to
@@ -71,6 +76,9 @@ TASKS_ALL = ("classification", "retrieval", "reconstruction")
 TASK_HEADS = ("decoder.heads.retrieval.", "decoder.heads.reconstruction.")
 #: Steps of ``masked-vqvae-tasks`` (its two new heads on the frozen ``masked-vqvae``).
 DEFAULT_TASKS_STEPS = 2000
+#: Hidden width of ``masked-vqvae-tasks+at``'s two heads (``masked-vqvae-tasks``: 256), so that its file stays
+#: under 1.5 MB (the reconstruction head's first layer alone is 1,568 x width).
+TASKS_AT_HIDDEN = 40
 
 _BASE = {"height": 28, "width": 28, "channels": 1, "patch_size": 4, "n_classes": 10,
          "tasks": ("classification",), "train_snr_db": TRAIN_SNR_DB}
@@ -109,6 +117,10 @@ VARIANTS: dict[str, Variant] = {
     "masked-vqvae-tasks": Variant("masked-vqvae", {"use_fim": False, "tasks": TASKS_ALL}, False, "index",
                                   "masked VQ-VAE with retrieval and reconstruction heads (Fig. 11)", "masked-vqvae",
                                   TASK_HEADS),
+    "masked-vqvae-tasks+at": Variant("masked-vqvae", {"use_fim": False, "tasks": TASKS_ALL,
+                                                      "task_head_hidden": TASKS_AT_HIDDEN}, True, "index",
+                                     "masked VQ-VAE with retrieval and reconstruction heads, adversarial training "
+                                     "with AWP (Fig. 11)", "masked-vqvae+at", TASK_HEADS),
 }
 
 
@@ -245,7 +257,7 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
 
     v = check_variant(name)
     steps = default_steps(name) if steps is None else steps
-    lr = (5e-4 if v.at else 2e-3) if lr is None else lr
+    lr = (5e-4 if v.at and v.trainable is None else 2e-3) if lr is None else lr
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"invalid steps={steps!r}: must be a positive integer")
     train = load_labelled(dataset, "train", seed=0)
@@ -300,7 +312,16 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
             def model_loss(m, xi, yi, ch=ch, snr=snr):
                 return robust_loss(m(xi, snr_db=snr, channel=ch), xi, yi, config)[0]
 
-            if v.at:
+            if v.at and v.trainable is not None:
+                eps = AT_EPSILON * min(1.0, (step + 1) / max(1.0, 0.3 * steps))
+                x_adv = _task_noise(model, config, x, y, eps)
+
+                def model_loss(m, xi, yi, ch=ch, snr=snr, x0=x):  # reconstruct the clean image from the noisy one
+                    return robust_loss(m(xi, snr_db=snr, channel=ch), x0, yi, config)[0]
+
+                out = awp_step(model, None, (x_adv, y), clipped, AWP_GAMMA, model_loss=model_loss)
+                loss = out["loss"]
+            elif v.at:
                 model.eval()
                 eps = AT_EPSILON * min(1.0, (step + 1) / max(1.0, 0.3 * steps))
                 x_adv = iterative_fgsm(model.classifier(snr), x, y, epsilon=eps).detach()
@@ -331,13 +352,41 @@ def train_variant(name: str, steps: int | None = None, dataset: str = DATASET, s
         extra["test_psnr_db_noiseless"] = round(psnr_of(model, test.images), 2)
     info = {"variant": name, "dataset": dataset, "split": "train (test split held out: 20 % stratified, seed 0)",
             "steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr, "train_snr_db": list(TRAIN_SNR_RANGE),
-            "adversarial_training": f"iterative FGSM K=5 eps={AT_EPSILON} + AWP gamma={AWP_GAMMA}" if v.at else "no",
+            "adversarial_training": ("no" if not v.at else f"iterative FGSM K=5 eps={AT_EPSILON} "
+                                     + ("on the retrieval loss (half batch) and the reconstruction MSE (half) "
+                                        if v.trainable else "") + f"+ AWP gamma={AWP_GAMMA}"),
             "train_channel": {"index": "symmetric_index_channel(p = the link's index error rate at the SNR)",
                               "mimo": "MIMOLatentChannel(SNR, 8x4 LMMSE)", "none": "noiseless"}[v.channel],
             "init": init_from or "random", "command": train_command(name, steps, dataset, seed),
             "train_seconds": round(seconds, 1),
             "test_accuracy_noiseless": round(acc, 4)} | extra
     return model, info
+
+
+def _task_noise(model, config, x, y, epsilon: float):
+    """The semantic noise of ``masked-vqvae-tasks+at``'s adversarial training: iterative FGSM (eq. (7), K = 5) on
+    the noiseless link with the model in eval mode, maximising the retrieval loss (supervised contrastive, over the
+    half batch) on the first half of ``x`` and the reconstruction MSE against the clean image on the second."""
+    import torch
+
+    from semcom.attacks import iterative_fgsm
+    from semcom.robust.losses import supervised_contrastive_loss
+
+    if epsilon <= 0:
+        return x.clone()
+    half = x.shape[0] // 2
+    xr, yr, xm = x[:half], y[:half], x[half:]
+    was = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        x_ret = iterative_fgsm(lambda s: supervised_contrastive_loss(model(s).embedding, yr,
+                                                                     config.retrieval_temperature),
+                               xr, None, epsilon)
+        x_rec = iterative_fgsm(lambda s: (model(s).reconstruction - xm).pow(2).flatten(1).mean(1), xm, None, epsilon)
+    finally:
+        for m, flag in was:
+            m.training = flag
+    return torch.cat([x_ret, x_rec]).detach()
 
 
 def recall_of(model, images, labels, channel=None, snr_db: float | None = None, batch_size: int = 250) -> float:
