@@ -19,11 +19,18 @@ it knows what the receiver will see). Then:
   hit and coded *given the prototype* (:class:`~semcom.models.hyperprior.SpatialHyperprior`'s conditional
   coding: hyper-latent ``z^``, then ``r^`` under scales ``h_s(z^, y^_j*)``); both ends decode
   ``y^ = y^_j* + r^`` and store it;
-* no reference — an **intra** frame: the same with ``y^_ref = 0``.
+* no reference — an **intra** frame: the same with ``y^_ref = 0``;
+* a **motion** frame (unless ``motion=False``): the *anchor* (the last frame shown that was not itself predicted
+  whole) warped by a global motion of ten integers (:mod:`semcom.prediction.global_motion`) predicts the frame;
+  the tiles where the rate–distortion cost says so are coded, as a residual on zero or on the prediction's own
+  latent ``g_a(x_pred)`` with scales ``h_s(z^, 0)``, and shown as ``g_s(base + r^)``. A motion frame stores and
+  touches no prototype; one with a coded tile becomes the anchor. The anchor is pixels, and the receiver reads
+  pixels only to draw frames, never to decode a symbol, so the two memories stay identical on any device.
 
 A stream (version 2) is a CRC-protected header naming the scheme, model, quality and weights, then one
 range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
-adaptive recency rank (:func:`semcom.link.coding.recency_rank`), ``z^`` and ``r^`` — then a CRC-32.
+adaptive recency rank (:func:`semcom.link.coding.recency_rank`), a motion frame's motion and tile flags,
+``z^`` and ``r^`` — then a CRC-32 (docs/wire-format.md).
 Its length is the bit count. ``FrameRecord.bits`` is each frame's information content under the
 coder's models; the file's length is the truth it adds up to (within 1 % and the coder's final word).
 """
@@ -495,7 +502,8 @@ class CodecTransmitter(_CodecEndpoint):
 
     def _send_motion(self, plan: _MotionPlan) -> np.ndarray:
         """Write a motion frame: its kind, the motion's symbols, one flag per tile (1: coded) and, if a tile is
-        coded, ``z^`` and the residual symbols of the coded tiles (intra: the reference is zero)."""
+        coded, the base of the coded tiles (0: zero, 1: the prediction's latent), ``z^`` and the residual symbols
+        of the coded tiles."""
         self.encoder.encode(np.array([MOTION], np.int32), categorical(self.kind_counts))
         self.motion.encode(plan.symbols, self.encoder)
         self.encoder.encode(plan.coded.ravel().astype(np.int32), categorical(self.tile_counts))
