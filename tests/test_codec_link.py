@@ -99,11 +99,16 @@ def _reseal(data: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
 
 
+@pytest.fixture(scope="module")
+def shaken(model) -> bytes:
+    """A valid stream of a hand-held camera: an intra frame, then mostly motion frames."""
+    return encode_clip(regime_clip("cam_shake", frames=6), CodecLinkConfig(quality=3, m_max=4), model)[0]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
-def test_crafted_streams_decode_or_fail_cleanly(model, edits):
-    frames = regime_clip("cam_shake", frames=6)
-    data = bytearray(encode_clip(frames, CodecLinkConfig(quality=3, m_max=4), model)[0])
+def test_crafted_streams_decode_or_fail_cleanly(model, shaken, edits):
+    data = bytearray(shaken)
     for pos, val in edits:
         data[pos % len(data)] = val
     try:
