@@ -133,3 +133,16 @@ def test_cli_encode_reports_motion_frames_and_decodes(tmp_path, flag):
         r["kind"] == "motion" for r in out["records"]) / 6
     run("decode", tmp_path / "s.bin", "-o", tmp_path / "out")
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_a_state_without_the_motion_arrays_is_refused_in_one_line(model):
+    from semcom.errors import SemcomError
+    from semcom.live.schemes import codec_sender
+
+    sender = codec_sender(model, CodecLinkConfig(quality=2))
+    sender.payload(regime_clip("static", frames=1)[0])
+    state = sender.state()
+    for name in ("tile_counts", "motion_counts"):
+        old = {k: v for k, v in state.items() if k != name}
+        with pytest.raises(SemcomError, match=name):
+            codec_sender(model, CodecLinkConfig(quality=2)).restore(old)

@@ -335,6 +335,9 @@ class RangeCodedSender:
                 | {n: getattr(self.tx, n).copy() for n in self.counts} | _extra_state(self.tx))
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
+        missing = [n for n in ("t", "size", "prototypes", *self.counts) if n not in state]
+        if missing:
+            raise SemcomError(f"state lacks {', '.join(missing)} (written by another version of semcom?)")
         restore_memory(self.memory, state)
         self.tx.t = int(state["t"])
         for n in self.counts:
