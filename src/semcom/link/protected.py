@@ -283,15 +283,24 @@ def encode_repair(repair: SlotRepair, seq: int) -> bytes:
     """A ``REPAIR`` packet: the codes and last use of the next slot the receiver listed."""
     w = wire.BitWriter()
     w.write(seq % (1 << SEQ_BITS), SEQ_BITS)
+    _write_slot(w, repair)
+    return _seal(w, 32)
+
+
+def _write_slot(w: wire.BitWriter, repair: SlotRepair) -> None:
+    """One slot of a REPAIR: its ``d`` codes (8 bits each), then its last use."""
     for c in repair.codes:
         w.write(c, 8)
     w.write(repair.last_used % (1 << LAST_USED_BITS), LAST_USED_BITS)
-    return _seal(w, 32)
+
+
+def _read_slot(r: wire.BitReader, d: int) -> SlotRepair:
+    return SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS))
 
 
 def decode_repair(packet: bytes, d: int, seq: int) -> SlotRepair:
     r = _open(packet, 32, seq)
-    out = SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS))
+    out = _read_slot(r, d)
     _finish(r)
     return out
 
@@ -370,9 +379,7 @@ def encode_repairs(bulk: BulkRepair, seq: int) -> bytes:
     w.write(bulk.first, SIZE_BITS)
     w.write(len(bulk.repairs), COUNT_BITS)
     for rep in bulk.repairs:
-        for c in rep.codes:
-            w.write(c, 8)
-        w.write(rep.last_used % (1 << LAST_USED_BITS), LAST_USED_BITS)
+        _write_slot(w, rep)
     return _seal(w, 32)
 
 
@@ -381,6 +388,6 @@ def decode_repairs(packet: bytes, d: int, seq: int) -> BulkRepair:
     rnd, first, n = r.read(ROUND_BITS), r.read(SIZE_BITS), r.read(COUNT_BITS)
     if not 1 <= n or n * (8 * d + LAST_USED_BITS) > r.remaining:
         raise WireFormatError(f"bulk REPAIR declares {n} slots, its body holds fewer")
-    reps = tuple(SlotRepair(bytes(r.read(8) for _ in range(d)), r.read(LAST_USED_BITS)) for _ in range(n))
+    reps = tuple(_read_slot(r, d) for _ in range(n))
     _finish(r)
     return BulkRepair(rnd, first, reps)
