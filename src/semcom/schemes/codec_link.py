@@ -162,6 +162,7 @@ class _Plan:
     z_sym: torch.Tensor | None = None
     r_sym: torch.Tensor | None = None
     idx: torch.Tensor | None = None
+    r_bits: np.ndarray | None = None  # the information of r^ per latent position (H/8, W/8), bits
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,8 @@ class CodecTransmitter(_CodecEndpoint):
         if kind == HIT:
             return _Plan(kind, slot, rank, tile_hit, info, ref)
         z_sym, r_sym, idx, z_bits, r_bits = self._residual(y, ref, self.tile_positions(~tile_hit.numpy()))
-        return _Plan(kind, slot, rank, tile_hit, info + z_bits + float(r_bits.sum()), ref + r_sym, z_sym, r_sym, idx)
+        return _Plan(kind, slot, rank, tile_hit, info + z_bits + float(r_bits.sum()), ref + r_sym, z_sym, r_sym, idx,
+                     r_bits.sum((0, 1)).numpy())
 
     def _residual(self, y: torch.Tensor, ref: torch.Tensor, keep: torch.Tensor):
         """Coding ``y`` given ``ref`` on the latent positions ``keep`` (zero residual elsewhere): ``z^``, ``r^``, the
@@ -429,10 +431,12 @@ class CodecTransmitter(_CodecEndpoint):
         pad[: v.shape[0], : v.shape[1]] = v
         return pad.reshape(h, side, w, side).sum((1, 3))
 
-    def _motion_plans(self, x: torch.Tensor, y: torch.Tensor) -> list[_MotionPlan]:
+    def _motion_plans(self, x: torch.Tensor, y: torch.Tensor, intra: _Plan,
+                      intra_out: np.ndarray) -> list[_MotionPlan]:
         """Motion frames worth trying: the global motion of the anchor onto ``x`` (estimated, then quantised) with
         every tile predicted, and with some tiles coded, the rest predicted, for each base of the coded tiles'
-        latent (:meth:`_coded_tiles`): zero (intra) and the prediction's own latent ``g_a(x_pred)``."""
+        latent (:meth:`_coded_tiles`): zero (intra, whose every-tile coding is the ``intra`` plan, decoded as
+        ``intra_out``) and the prediction's own latent ``g_a(x_pred)``."""
         k = quantise(estimate(self.anchor, x, [dequantise(self.motion.prediction())]))
         symbols = self.motion.symbols(k)
         if symbols is None:
@@ -441,25 +445,28 @@ class CodecTransmitter(_CodecEndpoint):
         head = information(self.kind_counts, np.array([MOTION])) + self.motion.information(symbols)
         none = np.zeros(self.tiles, dtype=bool)
         plans = [_MotionPlan(symbols, none, head + information(self.tile_counts, none.ravel().astype(int)), pred)]
-        for conditional in (False, True):
-            plan = self._coded_tiles(x, y, pred, symbols, head, conditional)
+        for conditional, every in ((False, (intra_out, intra.r_bits)), (True, None)):
+            plan = self._coded_tiles(x, y, pred, symbols, head, conditional, every)
             plans += [plan] if plan is not None else []
         return plans
 
     def _coded_tiles(self, x: torch.Tensor, y: torch.Tensor, pred: np.ndarray, symbols: np.ndarray, head: float,
-                     conditional: bool) -> _MotionPlan | None:
+                     conditional: bool, every: tuple[np.ndarray, np.ndarray] | None = None) -> _MotionPlan | None:
         """A motion frame whose tiles are coded where that costs less than predicting them (the tile's bits plus
         its distortion, against the prediction's distortion, with every tile coded): the residual ``r^`` is
         ``y - base`` rounded, ``base`` zero or (``conditional``) ``g_a(x_pred)``, shown as ``g_s(base + r^)``.
         ``r^``'s scales come from ``z^`` alone (``h_s(z^, 0)``), so that the base, which the receiver computes from
-        pixels, decides no bit. None if no tile (or, intra, every tile) would be coded."""
+        pixels, decides no bit. None if no tile (or, intra, every tile) would be coded. ``every``: the frame with
+        every tile coded on this base and its bits per latent position, when the caller has them already."""
         base = self._base(pred, conditional)
-        every = torch.ones(self.shape, dtype=torch.bool)
-        _, r_sym, _, _, r_map = self._residual(y - base, torch.zeros(self.shape), every)
+        if every is None:
+            _, r_sym, _, _, r_map = self._residual(y - base, torch.zeros(self.shape),
+                                                   torch.ones(self.shape, dtype=torch.bool))
+            every = self.synthesise(base + r_sym), r_map.sum((0, 1)).numpy()
         side = 8 * self.config.tile
         d_pred = self._tile_sum(self._distortion(pred, x), side)
-        d_coded = self._tile_sum(self._distortion(self.synthesise(base + r_sym), x), side)
-        coded = d_coded + self._tile_sum(r_map.sum((0, 1)).numpy(), self.config.tile) < d_pred
+        d_coded = self._tile_sum(self._distortion(every[0], x), side)
+        coded = d_coded + self._tile_sum(every[1], self.config.tile) < d_pred
         if not coded.any() or (coded.all() and not conditional):  # all coded on zero: the intra frame, dearer
             return None
         keep = self.tile_positions(coded)
@@ -481,7 +488,7 @@ class CodecTransmitter(_CodecEndpoint):
         plans = [self._plan(y, slot, hit) for slot, hit in self._candidates(y)]
         costs = [self._cost(p, x) for p in plans]
         if self.motion is not None and self.anchor is not None:
-            moves = self._motion_plans(x, y)
+            moves = self._motion_plans(x, y, plans[0], costs[0][1])  # plans[0]: intra, every tile coded
             plans += moves
             costs += [(m.bits + float(self._distortion(m.out, x).sum()), m.out) for m in moves]
         best = min(range(len(plans)), key=lambda i: costs[i][0])
