@@ -64,6 +64,24 @@ def model_kind(args) -> str:
     return entry(args.model).kind
 
 
+#: The codec link's switches (spatial models only): flag name -> what it leaves out.
+CODEC_SWITCHES = {"no_motion": "no motion frames (the memory alone, for comparison)",
+                  "no_refine": "no pixel refinement (the learned codec's own ceiling, for comparison)"}
+
+
+def add_codec_switches(p: argparse.ArgumentParser) -> None:
+    """``--no-motion`` and ``--no-refine`` (:data:`CODEC_SWITCHES`)."""
+    for name, what in CODEC_SWITCHES.items():
+        p.add_argument("--" + name.replace("_", "-"), action="store_true", help="spatial models: " + what)
+
+
+def reject_codec_switches(args, target: str) -> None:
+    """A one-line error if a codec-link switch was given to ``target`` (a scheme or model without the codec link)."""
+    for name in CODEC_SWITCHES:
+        if getattr(args, name, False):
+            raise ConfigError(f"--{name.replace('_', '-')} applies to the codec link (-m hyperprior), not to {target}")
+
+
 def codec_config(args, height: int = 64, width: int = 64):
     """The codec link's config from the command line (semcom.schemes.codec_link)."""
     from semcom.schemes.codec_link import CodecLinkConfig
@@ -71,8 +89,8 @@ def codec_config(args, height: int = 64, width: int = 64):
     tau = DEFAULT_CODEC_TAU if args.tau is None else args.tau
     return validated(CodecLinkConfig, model=args.model, quality=args.quality, tau=tau, m_max=args.m_max,
                      full_policy=args.full_policy, inter=not getattr(args, "no_memory", False),
-                     motion=not getattr(args, "no_motion", False), height=height,
-                     width=width)
+                     motion=not getattr(args, "no_motion", False), refine=not getattr(args, "no_refine", False),
+                     height=height, width=width)
 
 
 def link_config(args, rule: str, model) -> LinkConfig:

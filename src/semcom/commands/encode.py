@@ -8,6 +8,7 @@ import numpy as np
 
 from semcom.commands import HELP
 from semcom.commands._common import (
+    add_codec_switches,
     add_device_arg,
     add_fault_args,
     add_link_args,
@@ -21,6 +22,7 @@ from semcom.commands._common import (
     out_console,
     print_json,
     progress,
+    reject_codec_switches,
 )
 from semcom.errors import ConfigError, SemcomError
 
@@ -39,8 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-attempts", type=int, default=4, help="with faults: damaged packets a frame may suffer")
     p.add_argument("--no-memory", action="store_true",
                    help="spatial models: every frame intra and nothing stored (the codec alone, for comparison)")
-    p.add_argument("--no-motion", action="store_true",
-                   help="spatial models: no motion frames (the memory alone, for comparison)")
+    add_codec_switches(p)
     p.add_argument("--allow-loss", action="store_true",
                    help="with faults: write the session even if the link lost more than half of the frames")
     add_fault_args(p)
@@ -75,10 +76,9 @@ def _main(args) -> int:
         raise ConfigError("--variant applies to --scheme codebook")
     if model_kind(args) == "spatial":
         return _encode_codec(args)
-    for flag in ("no_memory", "no_motion"):
-        if getattr(args, flag):
-            raise ConfigError(f"--{flag.replace('_', '-')} applies to a spatial model (-m hyperprior), "
-                              "not to -m sphere64")
+    if args.no_memory:
+        raise ConfigError("--no-memory applies to a spatial model (-m hyperprior), not to -m sphere64")
+    reject_codec_switches(args, "-m sphere64")
     protection, faults = fault_configs(args)
     model = load_autoencoder(args.weights)
     link = link_config(args, args.rule, model)
@@ -198,7 +198,8 @@ def _encode_codec(args) -> int:
     args.output.write_bytes(data)
     frames, decoded, t = source.frames, np.stack(tx.decoded), len(source)
     summary = {"source": source.name, "output": str(args.output), "model": cfg.model, "quality": cfg.quality,
-               "tau": cfg.tau, "memory": cfg.inter, "motion": cfg.motion and cfg.inter, "frames": t, "bytes": len(data),
+               "tau": cfg.tau, "memory": cfg.inter, "motion": cfg.motion and cfg.inter,
+               "refine": cfg.refine, "frames": t, "bytes": len(data),
                "bits_per_frame_wire": 8 * len(data) / t, **link_stats(tx.records),
                "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded),
                "memory_size": tx.memory.size,
@@ -221,7 +222,7 @@ def _encode_codec(args) -> int:
 
 #: Flags of the memory link that the codebook scheme has no use for, with their defaults.
 _MEMORY_ONLY = {"model": "hyperprior", "quality": None, "tau": None, "m_max": 256, "full_policy": "lru",
-                "no_memory": False, "no_motion": False}
+                "no_memory": False, "no_motion": False, "no_refine": False}
 
 
 def _encode_codebook(args) -> int:

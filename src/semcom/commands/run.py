@@ -8,6 +8,7 @@ from pathlib import Path
 
 from semcom.commands import HELP
 from semcom.commands._common import (
+    add_codec_switches,
     add_device_arg,
     add_fault_args,
     add_link_args,
@@ -21,6 +22,7 @@ from semcom.commands._common import (
     out_console,
     print_json,
     progress,
+    reject_codec_switches,
 )
 from semcom.config import DEFAULT_TAU, validated
 from semcom.errors import ConfigError
@@ -41,8 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-attempts", type=int, default=4,
                    help="ARQ attempts per packet (with faults: damaged packets a frame may suffer)")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")
-    p.add_argument("--no-motion", action="store_true",
-                   help="spatial models: no motion frames (the memory alone, for comparison)")
+    add_codec_switches(p)
     add_fault_args(p)
     add_threads_arg(p)
     add_device_arg(p)
@@ -65,8 +66,7 @@ def main(args) -> int:
             raise ConfigError(f"invalid regimes: unknown regime {r!r} (choose from {', '.join(REGIMES)})")
     if model_kind(args) == "spatial":
         return _run_codec(args, regimes)
-    if args.no_motion:
-        raise ConfigError("--no-motion applies to a spatial model (-m hyperprior), not to -m sphere64")
+    reject_codec_switches(args, "-m sphere64")
     protection, faults = fault_configs(args)
     cfg = validated(RunConfig, protection=protection, faults=faults, rules=tuple(dict.fromkeys(args.rules)),
                     regimes=regimes, tau=DEFAULT_TAU if args.tau is None else args.tau,

@@ -9,6 +9,7 @@ import numpy as np
 
 from semcom.commands import HELP
 from semcom.commands._common import (
+    add_codec_switches,
     add_link_args,
     add_threads_arg,
     check_no_sphere_flags,
@@ -17,6 +18,7 @@ from semcom.commands._common import (
     model_kind,
     out_console,
     print_json,
+    reject_codec_switches,
 )
 from semcom.commands.serve import add_key_args, parse_address, positive_float
 from semcom.errors import ConfigError
@@ -45,8 +47,7 @@ def add_parser(sub) -> None:
     g.add_argument("--checksum-bits", type=int, default=16, choices=[16, 32], help="CRC of short packets")
     g.add_argument("--max-attempts", type=int, default=4, help="damaged packets a frame may suffer before a drop")
     add_key_args(p)
-    p.add_argument("--no-motion", action="store_true",
-                   help="spatial models: no motion frames (the memory alone, for comparison)")
+    add_codec_switches(p)
     p.add_argument("--fps", type=positive_float, default=None, help="send at this frame rate, like a camera")
     p.add_argument("--timeout", type=positive_float, default=5.0,
                    help="seconds without an answer before the server counts as unreachable (default 5)")
@@ -68,8 +69,7 @@ def sender_for(args):
     from semcom.live.schemes import SphereSender, codec_sender
 
     if args.scheme in ("codebook", "codebook-memory"):
-        if args.no_motion:
-            raise ConfigError(f"--no-motion applies to the codec link (-m hyperprior), not to --scheme {args.scheme}")
+        reject_codec_switches(args, f"--scheme {args.scheme}")
         return _token_sender(args)
     if args.variant is not None:
         raise ConfigError("--variant applies to --scheme codebook or codebook-memory")
@@ -82,8 +82,7 @@ def sender_for(args):
         return codec_sender(model, cfg), cfg.height, cfg.width
     from semcom.models import load_autoencoder
 
-    if args.no_motion:
-        raise ConfigError("--no-motion applies to a spatial model (-m hyperprior), not to -m sphere64")
+    reject_codec_switches(args, "-m sphere64")
     if args.coding != "fixed":
         raise ConfigError("--coding adaptive: the live link sends protected packets, which use fixed-length coding")
     model = load_autoencoder(args.weights)

@@ -4,10 +4,12 @@ Clips: the eight content regimes (rendered from photos no learned codec of the z
 held-out clips of :mod:`semcom.sources.heldout` (from the validation photos). Systems:
 
 * ``semcom-hyperprior`` — the codec link (:mod:`semcom.schemes.codec_link`: memory hits, per-tile hits,
-  conditional misses and motion frames) at every quality and ``tau``; its curve is the lower envelope (Pareto
-  front) of those points;
-* ``semcom-hyperprior-nomotion`` — the same link without motion frames (the memory alone), ``tau`` 0.95;
-* ``semcom-hyperprior-intra`` — the same model with the memory off (every frame intra);
+  conditional misses, motion frames and pixel refinement) at every quality and ``tau``; its curve is the lower
+  envelope (Pareto front) of those points;
+* ``semcom-hyperprior-nomotion`` — the same link without motion frames or refinement (the memory alone),
+  ``tau`` 0.95;
+* ``semcom-hyperprior-intra`` — the same model with the memory and refinement off (every frame intra: the learned
+  codec alone);
 * ``semcom-sphere64`` — the Hopfield paper's link (d = 64, ``hopfield`` rule) over a ``tau`` sweep;
 * ``x264``, ``x265``, ``av1`` — CRF sweeps through PyAV, bits from the elementary stream's packets
   (x264's version SEI left out, :mod:`semcom.anchors.codecs`).
@@ -76,8 +78,8 @@ def _row(scenario, regime, system, frames, decoded, bits_total, **extra) -> dict
 
 def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                       keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
-    """The codec link at every (quality, tau), without motion frames at tau 0.95, and with the memory off, at
-    every quality."""
+    """The codec link at every (quality, tau); without motion frames or refinement at tau 0.95; and with the memory
+    and refinement off; at every quality."""
     from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
@@ -85,8 +87,9 @@ def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg
                 + [("semcom-hyperprior-nomotion", q, 0.95) for q in cfg.qualities]
                 + [("semcom-hyperprior-intra", q, None) for q in cfg.qualities])
     for system, q, tau in settings:
-        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max,
-                               motion=system == "semcom-hyperprior")
+        full = system == "semcom-hyperprior"
+        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max, motion=full,
+                               refine=full)
         data, tx = encode_clip(frames, link, model)
         decoded = np.stack(tx.decoded)
         stats = link_stats(tx.records)

@@ -63,6 +63,7 @@ from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
 from semcom.models.zoo import entry, entry_by_wire_id
 from semcom.prediction.global_motion import MotionCoder, dequantise, estimate, quantise, warp
+from semcom.prediction.refinement import Refinement
 from semcom.schemes import MAGIC, code_clip
 
 VERSION = 2
@@ -82,13 +83,15 @@ HEADER_SIZE = _HEADER.size + 4
 _POLICIES = ("none", "lru")
 _INTRA_ONLY = 0x80  # flags bit 7: the memory is off, every frame intra
 _MOTION = 0x40  # flags bit 6: motion frames (global motion compensation of the anchor) are allowed
+_REFINE = 0x20  # flags bit 5: every frame carries a pixel refinement (semcom.prediction.refinement)
 
 
 class CodecLinkConfig(BaseModel):
     """What both ends of the codec link share: model and quality, ``tau`` of the tile test, memory size
     ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size. ``inter=False``
     turns the memory off: every frame is intra coded and nothing is stored (the codec alone); ``motion=False``
-    leaves out motion frames (global motion compensation of the last decoded frame, per tile)."""
+    leaves out motion frames (global motion compensation of the last decoded frame, per tile); ``refine=False``
+    leaves out the pixel refinement (a DCT residual per 8x8 block on top of every frame shown)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,6 +103,7 @@ class CodecLinkConfig(BaseModel):
     tile: int = Field(2, ge=1, le=16)
     inter: bool = True
     motion: bool = True
+    refine: bool = True
     height: FrameSide = Field(64, ge=16, le=4096)
     width: FrameSide = Field(64, ge=16, le=4096)
 
@@ -115,7 +119,8 @@ class CodecHeader:
 
     def to_bytes(self) -> bytes:
         c = self.config
-        flags = _POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY) | (_MOTION if c.motion else 0)
+        flags = (_POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY) | (_MOTION if c.motion else 0)
+                 | (_REFINE if c.refine else 0))
         body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality, flags, c.m_max, c.tau,
                             c.tile, c.height, c.width, self.frames, self.weights)
         return body + zlib.crc32(body).to_bytes(4, "big")
@@ -131,8 +136,8 @@ class CodecHeader:
          weights) = _HEADER.unpack(body)
         if magic != MAGIC or version != VERSION or scheme != SCHEME_ID:
             raise WireFormatError(f"not a codec-link stream (version {version}, scheme {scheme})")
-        inter, motion = not policy & _INTRA_ONLY, bool(policy & _MOTION)
-        policy &= ~(_INTRA_ONLY | _MOTION)
+        inter, motion, refine = not policy & _INTRA_ONLY, bool(policy & _MOTION), bool(policy & _REFINE)
+        policy &= ~(_INTRA_ONLY | _MOTION | _REFINE)
         if policy >= len(_POLICIES):
             raise WireFormatError(f"stream header has unknown flags {policy:#04x}")
         if not 1 <= frames <= MAX_FRAMES:
@@ -142,7 +147,7 @@ class CodecHeader:
         try:
             config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
                                tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, inter=inter,
-                               motion=motion, height=h, width=w)
+                               motion=motion, refine=refine, height=h, width=w)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
         return cls(config, frames, weights)
@@ -189,6 +194,7 @@ class _Received:
     k: np.ndarray | None = None
     coded: np.ndarray | None = None
     conditional: bool = False
+    refine: np.ndarray | None = None  # the pixel refinement's symbols, when the link refines
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,8 @@ class _CodecEndpoint:
         self.tile_counts = np.ones(2)
         self.base_counts = np.ones(2)  # a motion frame's coded tiles: 0 on zero (intra), 1 on the prediction
         self.anchor: torch.Tensor | None = None
+        self.refinement = (Refinement(model.rd_lambda(config.quality) * 255.0**2 / 3.0, config.height, config.width)
+                           if config.refine else None)
 
     def reference(self, slot: int | None) -> torch.Tensor:
         if slot is None:
@@ -279,32 +287,41 @@ class _CodecEndpoint:
             self.anchor = to_tensor(out)
         return out
 
-    def _apply_motion(self, symbols: np.ndarray, coded: np.ndarray, conditional: bool) -> np.ndarray:
+    def _apply_motion(self, symbols: np.ndarray, coded: np.ndarray, conditional: bool,
+                      new_anchor: bool) -> np.ndarray:
         """Both ends, after a motion frame: count its kind, tile flags, base and motion symbols, step the motion
-        state; returns the motion's integers ``k``."""
+        state (``new_anchor``: a tile was coded or refined, so the frame shown becomes the anchor); returns the
+        motion's integers ``k``."""
         k = self.motion.k_of(symbols)
         self.kind_counts[MOTION] += 1
         self.tile_counts += np.bincount(coded.astype(np.int64).ravel(), minlength=2)
         if coded.any():
             self.base_counts[int(conditional)] += 1
-        self.motion.update(symbols, new_anchor=bool(coded.any()))
+        self.motion.update(symbols, new_anchor=new_anchor)
         self.t += 1
         return k
 
     def extra_state(self) -> dict[str, np.ndarray]:
-        """The motion state beside the memory and the counts, as arrays (a live sender's state file, a live
-        receiver's rollback): the motion coder's counts, last motion and velocity, and the anchor (uint8 (H, W, 3);
-        empty before the first frame). Empty without motion frames."""
+        """The state beside the memory and the counts, as arrays (a live sender's state file, a live receiver's
+        rollback): the motion coder's counts, last motion and velocity, and the anchor (uint8 (H, W, 3); empty
+        before the first frame), with motion frames; the refinement's counts and band statistics, with refinement."""
+        state = {} if self.refinement is None else self.refinement.state()
         if self.motion is None:
-            return {}
+            return state
         anchor = np.zeros((0,), np.uint8) if self.anchor is None else to_uint8(self.anchor)[0]
-        return {"motion_counts": self.motion.counts.copy(), "motion_k_prev": self.motion.k_prev.copy(),
-                "motion_velocity": self.motion.velocity.copy(), "anchor": anchor}
+        return state | {"motion_counts": self.motion.counts.copy(), "motion_k_prev": self.motion.k_prev.copy(),
+                        "motion_velocity": self.motion.velocity.copy(), "anchor": anchor}
 
     def load_extra_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`extra_state` saved; a missing or misshapen array is a one-line ConfigError."""
-        if self.motion is None:
-            return
+        """Restore what :meth:`extra_state` saved; a missing or misshapen array is a one-line ConfigError, and then
+        nothing changes."""
+        motion = None if self.motion is None else self._checked_motion_state(state)
+        if self.refinement is not None:
+            self.refinement.load_state(state)
+        if motion is not None:
+            self.motion.counts, self.motion.k_prev, self.motion.velocity, self.anchor = motion
+
+    def _checked_motion_state(self, state: dict[str, np.ndarray]) -> tuple:
         want = {"motion_counts": self.motion.counts.shape, "motion_k_prev": self.motion.k_prev.shape,
                 "motion_velocity": self.motion.velocity.shape}
         for name, shape in want.items():
@@ -317,10 +334,8 @@ class _CodecEndpoint:
         counts = np.array(state["motion_counts"], np.float64)
         if not (np.isfinite(counts).all() and (counts > 0).all()):
             raise ConfigError("invalid motion state: motion_counts must be finite and positive")
-        self.motion.counts = counts
-        self.motion.k_prev = np.array(state["motion_k_prev"], np.int64)
-        self.motion.velocity = np.array(state["motion_velocity"], np.int64)
-        self.anchor = to_tensor(anchor) if anchor.size else None
+        return (counts, np.array(state["motion_k_prev"], np.int64), np.array(state["motion_velocity"], np.int64),
+                to_tensor(anchor) if anchor.size else None)
 
     def _base(self, pred: np.ndarray, conditional: bool) -> torch.Tensor:
         """The latent a motion frame's coded tiles add their residual to: zero, or ``g_a(x_pred)`` (pixels in, so it
@@ -494,7 +509,7 @@ class CodecTransmitter(_CodecEndpoint):
         best = min(range(len(plans)), key=lambda i: costs[i][0])
         plan, out = plans[best], costs[best][1]
         if isinstance(plan, _MotionPlan):
-            return self._send_motion(plan)
+            return self._send_motion(plan, x)
         self.encoder.encode(np.array([plan.kind], np.int32), categorical(self.kind_counts))
         if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
             self.encoder.encode(np.array([plan.rank], np.int32), categorical(self.rank_counts_now()))
@@ -502,15 +517,25 @@ class CodecTransmitter(_CodecEndpoint):
             self.model.z_prior.encode(plan.z_sym, self.encoder)
             self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
         self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
+        out, refine_bits, _ = self._refine(x, out)
         self.records.append(FrameRecord(self.t - 1, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
-                                        plan.tile_hit.numel(), plan.bits, self.memory.size))
+                                        plan.tile_hit.numel(), plan.bits + refine_bits, self.memory.size))
         self.decoded.append(self._shown(out))
         return out
 
-    def _send_motion(self, plan: _MotionPlan) -> np.ndarray:
+    def _refine(self, x: torch.Tensor, out: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """Write the pixel refinement of ``out`` towards the frame ``x`` (when the link refines): the frame shown,
+        the refinement's bits and whether a block was refined."""
+        if self.refinement is None:
+            return out, 0.0, False
+        plan = self.refinement.plan(x[0].permute(1, 2, 0).double().numpy(), out)
+        self.refinement.encode(plan, self.encoder)
+        return self.refinement.apply(out, plan.q), plan.bits, bool(plan.flags.any())
+
+    def _send_motion(self, plan: _MotionPlan, x: torch.Tensor) -> np.ndarray:
         """Write a motion frame: its kind, the motion's symbols, one flag per tile (1: coded) and, if a tile is
         coded, the base of the coded tiles (0: zero, 1: the prediction's latent), ``z^`` and the residual symbols
-        of the coded tiles."""
+        of the coded tiles; then its refinement."""
         self.encoder.encode(np.array([MOTION], np.int32), categorical(self.kind_counts))
         self.motion.encode(plan.symbols, self.encoder)
         self.encoder.encode(plan.coded.ravel().astype(np.int32), categorical(self.tile_counts))
@@ -519,12 +544,14 @@ class CodecTransmitter(_CodecEndpoint):
             self.model.z_prior.encode(plan.z_sym, self.encoder)
             self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
         predicted = int((~plan.coded).sum())
-        self._apply_motion(plan.symbols, plan.coded, plan.conditional)
-        self._shown(plan.out, new_anchor=bool(plan.coded.any()))
-        self.records.append(FrameRecord(self.t - 1, "motion", None, 0, plan.coded.size, plan.bits, self.memory.size,
-                                        predicted))
-        self.decoded.append(plan.out)
-        return plan.out
+        out, refine_bits, refined = self._refine(x, plan.out)
+        new_anchor = bool(plan.coded.any()) or refined
+        self._apply_motion(plan.symbols, plan.coded, plan.conditional, new_anchor)
+        self._shown(out, new_anchor=new_anchor)
+        self.records.append(FrameRecord(self.t - 1, "motion", None, 0, plan.coded.size, plan.bits + refine_bits,
+                                        self.memory.size, predicted))
+        self.decoded.append(out)
+        return out
 
     def finish(self) -> bytes:
         """The stream file: header, the payload, its CRC-32."""
@@ -555,13 +582,17 @@ class CodecReceiver(_CodecEndpoint):
     def show(self, received: _Received) -> np.ndarray:
         """The frame a decoded message draws (uint8): ``g_s(y^)``, or a motion frame's prediction with its coded
         tiles drawn by ``g_s``; it then becomes the anchor as at the transmitter."""
+        refine = received.refine if received.refine is not None else np.zeros(0)
         if received.k is None:
-            return self._shown(self.synthesise(received.y_hat))
+            return self._shown(self._refined(self.synthesise(received.y_hat), refine))
         out = self.prediction(received.k)
         if received.coded.any():
             latent = self._base(out, received.conditional) + received.y_hat
             out = np.where(self.tile_pixels(received.coded), self.synthesise(latent), out)
-        return self._shown(out, new_anchor=bool(received.coded.any()))
+        return self._shown(self._refined(out, refine), new_anchor=bool(received.coded.any() or refine.any()))
+
+    def _refined(self, out: np.ndarray, refine: np.ndarray) -> np.ndarray:
+        return self.refinement.apply(out, refine) if refine.size else out
 
     @torch.no_grad()
     def _receive(self, decoder) -> _Received:
@@ -586,7 +617,10 @@ class CodecReceiver(_CodecEndpoint):
             r_sym = self.model.gaussian.decode(self._scale_indexes(z_sym, ref), decoder)
             y_hat = ref + r_sym
         self._apply(kind, slot, rank, y_hat.clone())
-        return _Received(y_hat)
+        return _Received(y_hat, refine=self._receive_refinement(decoder))
+
+    def _receive_refinement(self, decoder) -> np.ndarray | None:
+        return None if self.refinement is None else self.refinement.decode(decoder)
 
     def _receive_motion(self, decoder) -> _Received:
         if self.t == 0:
@@ -601,7 +635,10 @@ class CodecReceiver(_CodecEndpoint):
             z_sym = self.model.z_prior.decode(self.z_shape, decoder)
             keep = self.tile_positions(coded)
             r_sym[keep] = self.model.gaussian.decode(self._scale_indexes(z_sym, torch.zeros(self.shape))[keep], decoder)
-        return _Received(r_sym, self._apply_motion(symbols, coded, conditional), coded, conditional)
+        refine = self._receive_refinement(decoder)
+        new_anchor = bool(coded.any()) or (refine is not None and bool(refine.any()))
+        return _Received(r_sym, self._apply_motion(symbols, coded, conditional, new_anchor), coded, conditional,
+                         refine)
 
     @staticmethod
     def _decode(decoder, model) -> int:
