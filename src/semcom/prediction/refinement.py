@@ -142,9 +142,9 @@ class Refinement:
 
     # -- transmitter -------------------------------------------------------------------------------------------
 
-    def plan(self, frame: np.ndarray, shown: np.ndarray) -> RefinementPlan:
-        """Which blocks of ``shown`` (uint8 (H, W, 3)) to refine towards ``frame`` (values in [0, 1], (H, W, 3))
-        and their symbols."""
+    def _analyse(self, frame: np.ndarray, shown: np.ndarray):
+        """Per block and channel: the symbols ``q`` of the residual, their bits, the squared error before and after,
+        and the Lagrangian gain of refining (flag bits included)."""
         c = dctn(to_blocks(frame - shown.astype(np.float64) / 255.0), axes=(-2, -1), norm="ortho")
         mag = np.floor(np.abs(c) / self.step + 0.5 - DEAD_ZONE)
         q = (np.sign(c) * np.clip(mag, 0, LIMIT)).astype(np.int64)
@@ -153,7 +153,20 @@ class Refinement:
         d_refined = ((c - q * self.step) ** 2).sum((-2, -1))
         on = np.ones(self.blocks, dtype=bool)
         gain = self.mu * (d_shown - d_refined) - bits - self.flag_information(on) + self.flag_information(~on)
-        flags = (gain > 0) & q.any((-2, -1))
+        return q, bits, d_shown, d_refined, np.where(q.any((-2, -1)), gain, 0.0)
+
+    def block_costs(self, frame: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """The Lagrangian cost ``mu SSE`` of each 8x8 block of ``shown`` against ``frame`` once refined where that
+        pays, bits of the refinement included, ``(H/8, W/8)``: what the transmitter's decisions before refinement
+        weigh a candidate frame by."""
+        _, _, d_shown, _, gain = self._analyse(frame, shown)
+        return (self.mu * d_shown - np.maximum(gain, 0.0)).sum(0)
+
+    def plan(self, frame: np.ndarray, shown: np.ndarray) -> RefinementPlan:
+        """Which blocks of ``shown`` (uint8 (H, W, 3)) to refine towards ``frame`` (values in [0, 1], (H, W, 3))
+        and their symbols."""
+        q, bits, d_shown, d_refined, gain = self._analyse(frame, shown)
+        flags = gain > 0
         frame = -np.log2(self.frame_counts / self.frame_counts.sum())
         on = float(self.flag_information(flags).sum() + (bits * flags).sum()) + frame[1]
         if not flags.any() or on - frame[0] >= self.mu * float(((d_shown - d_refined) * flags).sum()):

@@ -429,9 +429,16 @@ class CodecTransmitter(_CodecEndpoint):
         return z_sym, r_sym, idx, z_bits, r_bits
 
     def _distortion(self, out: np.ndarray, x: torch.Tensor) -> np.ndarray:
-        """``lambda_q 255^2 SE / 3`` per pixel (H, W): the distortion term of :meth:`_cost`."""
-        se = ((torch.from_numpy(out).float() / 255.0).permute(2, 0, 1) - x[0]).pow(2).sum(0)
-        return self.rd_lambda * 255.0**2 * se.numpy() / 3.0
+        """The distortion term of :meth:`_cost` per 8x8 block (H/8, W/8): ``lambda_q 255^2 SSE / 3`` of ``out``
+        against ``x``, or, when the link refines, that of ``out`` once refined where refining pays, the
+        refinement's bits included (:meth:`Refinement.block_costs`), so that every decision made before the
+        refinement weighs what the receiver will finally show."""
+        target = x[0].permute(1, 2, 0).double().numpy()
+        if self.refinement is not None:
+            return self.refinement.block_costs(target, out)
+        se = ((out.astype(np.float64) / 255.0 - target) ** 2).sum(-1)
+        h, w = se.shape
+        return self.rd_lambda * 255.0**2 * se.reshape(h // 8, 8, w // 8, 8).sum((1, 3)) / 3.0
 
     def _cost(self, plan: _Plan, x: torch.Tensor) -> tuple[float, np.ndarray]:
         """The Lagrangian the model was trained on, ``bits + lambda_q 255^2 SSE / 3`` (``SSE`` over the
@@ -478,7 +485,7 @@ class CodecTransmitter(_CodecEndpoint):
             _, r_sym, _, _, r_map = self._residual(y - base, torch.zeros(self.shape),
                                                    torch.ones(self.shape, dtype=torch.bool))
             every = self.synthesise(base + r_sym), r_map.sum((0, 1)).numpy()
-        side = 8 * self.config.tile
+        side = self.config.tile
         d_pred = self._tile_sum(self._distortion(pred, x), side)
         d_coded = self._tile_sum(self._distortion(every[0], x), side)
         coded = d_coded + self._tile_sum(every[1], self.config.tile) < d_pred
