@@ -157,3 +157,18 @@ def test_state_round_trip_and_bad_state_is_one_line():
             b.load_state(bad)
         assert "\n" not in str(exc.value) and "refinement state" in str(exc.value)
         assert all(np.array_equal(v, b.state()[k]) for k, v in before.items())
+
+
+@given(st.integers(0, 2**32 - 1), st.floats(50.0, 20000.0), st.floats(0.1, 20.0))
+@settings(max_examples=40, deadline=None)
+def test_rdo_quantisation_never_costs_more_than_rounding(seed, mu, scale):
+    """Each coefficient's Lagrangian under the RD choice is at most that of plain rounding, and ``|q|`` is the
+    rounded magnitude or one less."""
+    ref = Refinement(mu, 8, 8)
+    c = np.random.default_rng(seed).laplace(scale=2.0 * ref.step, size=(3, 1, 1, 8, 8))
+    s = np.full((3, 1, 1, 1, 1), scale)
+    q = ref._quantise(c, s)
+    r = np.round(c / ref.step)
+    cost = lambda v: mu * (c - v * ref.step) ** 2 + laplace_information(v, s)  # noqa: E731
+    assert (cost(q) <= cost(r) + 1e-9).all()
+    assert np.isin(np.abs(r) - np.abs(q), [0, 1]).all() and (np.sign(q) * np.sign(c) >= 0).all()
