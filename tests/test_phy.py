@@ -422,3 +422,15 @@ def test_fit_codeword_sends_short_packets_in_short_codewords():
     assert b.packet_codeword_bits == [96, 192, 768, 1536]
     assert b.packet_channel_uses == [16, 32, 128, 4 * 256] == [fit.channel_uses_for(len(p)) for p in packets]
     assert b.channel_uses == sum(b.packet_channel_uses) < a.channel_uses
+
+
+def test_importing_sionna_through_semcom_keeps_torch_seeded():
+    """Sionna's first import reseeds torch's global generator at random; semcom.phy imports it with torch's state
+    kept, so a seeded run that builds its first Sionna block afterwards stays reproducible (in a fresh process,
+    where Sionna is not yet imported)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.manual_seed(0); s = torch.random.get_rng_state(); import semcom.phy.channels; "
+            "import sionna.phy; assert torch.equal(s, torch.random.get_rng_state()), 'torch reseeded'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -14,6 +14,10 @@ unpickle in a fresh process (Dask workers, multiprocessing).
 
 from __future__ import annotations
 
+from semcom.phy import _sionna  # noqa: F401  (first: Sionna's import must not reseed torch)
+
+# isort: split
+
 import torch
 from sionna.phy import Object
 

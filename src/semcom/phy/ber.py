@@ -19,6 +19,10 @@ arbitrary). Each point also carries ``ber_theory``, the closed form of
 
 from __future__ import annotations
 
+from semcom.phy import _sionna  # noqa: F401  (first: Sionna's import must not reseed torch)
+
+# isort: split
+
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path

@@ -25,6 +25,10 @@ SNR per symbol (per stream and receive antenna for MIMO).
 
 from __future__ import annotations
 
+from semcom.phy import _sionna  # noqa: F401  (first: Sionna's import must not reseed torch)
+
+# isort: split
+
 import math
 
 import torch

@@ -17,6 +17,10 @@ codeword's information bits; see :mod:`semcom.phy.link`.
 
 from __future__ import annotations
 
+from semcom.phy import _sionna  # noqa: F401  (first: Sionna's import must not reseed torch)
+
+# isort: split
+
 import re
 from fractions import Fraction
 

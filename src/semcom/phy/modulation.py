@@ -18,6 +18,10 @@ use the opposite sign.
 
 from __future__ import annotations
 
+from semcom.phy import _sionna  # noqa: F401  (first: Sionna's import must not reseed torch)
+
+# isort: split
+
 from dataclasses import dataclass
 
 import torch
