@@ -13,9 +13,10 @@ Per 8x8 block and colour channel:
 * transform: the orthonormal 2-D DCT-II of the block (:func:`scipy.fft.dctn`, ``norm="ortho"``), so the squared
   error in coefficients is the squared error in pixels;
 * quantisation, rate–distortion optimised: each coefficient's ``|q|`` is its rounded ``|c| / Delta`` or one less,
-  whichever costs less in ``mu (c - q Delta)^2 + bits(q)``; reconstruction ``q Delta``. The step follows from the link's Lagrangian ``bits + mu SSE`` (``mu = lambda_q
-  255^2 / 3``) by the high-rate rule for entropy-coded uniform quantisation (rate ``h - log2 Delta``, distortion
-  ``Delta^2 / 12``): ``Delta = sqrt(6 / (mu ln 2))`` times :data:`STEP_SCALE`;
+  whichever costs less in ``mu (c - q Delta)^2 + bits(q)``; reconstruction ``q Delta``. The step follows from
+  the link's Lagrangian ``bits + mu SSE`` (``mu = lambda_q 255^2 / 3``) by the high-rate rule for entropy-coded
+  uniform quantisation (rate ``h - log2 Delta``, distortion ``Delta^2 / 12``): ``Delta = sqrt(6 / (mu ln 2))``
+  times :data:`STEP_SCALE`;
 * decision: a block is refined where ``bits + mu SSE_refined < mu SSE_shown`` (its flag's bits included), and
   the frame is refined at all where the blocks' gain pays for the flags of every block;
 * entropy coding: one flag per frame, then (if set) one flag per block and channel, both under adaptive counts
