@@ -119,6 +119,12 @@ def test_train_and_attack_on_a_cifar_folder(capsys, tmp_path):
     rc, _, err = _run(capsys, "train", "--algorithm", "robust", "--variant", "masked-vqvae+at", "--dataset",
                       str(tmp_path), "--steps", "2", "-o", str(tmp_path / "a.safetensors"))
     assert rc != 0 and "--init" in err and err.count("\n") == 1
-    rc, _, _ = _run(capsys, "train", "--algorithm", "robust", "--variant", "masked-vqvae+at", "--dataset",
-                    str(tmp_path), "--steps", "2", "--init", str(w), "-o", str(tmp_path / "a.safetensors"), "--json")
-    assert rc == 0
+    rc, out, _ = _run(capsys, "train", "--algorithm", "robust", "--variant", "masked-vqvae+at", "--dataset",
+                      str(tmp_path), "--steps", "2", "--init", str(w), "-o", str(tmp_path / "a.safetensors"), "--json")
+    assert rc == 0 and json.loads(out)["mask_seed"] == "inherited from masked-vqvae"
+    # the plain model chose its eval mask on the training split; the fine-tuning kept it
+    from semcom.robust.weights import load_robust
+
+    plain, tuned = load_robust(w), load_robust(tmp_path / "a.safetensors")
+    assert plain.metadata["mask_seed"].startswith(f"{plain.config.mask_seed}: the best train-split accuracy")
+    assert tuned.config.mask_seed == plain.config.mask_seed

@@ -475,3 +475,20 @@ def test_shipped_tasks_models_retrieve_and_reuse_their_base(name, base_name, lim
         x = test.images[:32]
         assert torch.equal(tasks.transmit(x)["indices"], base.transmit(x)["indices"])
         assert torch.equal(tasks.logits(x), base.logits(x))
+
+
+def test_select_mask_seed_keeps_the_best_training_accuracy():
+    """select_mask_seed tries each seed's one eval mask and keeps the best (first on a tie); the weights and the
+    other config fields do not change."""
+    from semcom.robust.zoo import select_mask_seed
+
+    torch.manual_seed(0)
+    model = MaskedVQVAE(height=8, width=8, channels=1, patch_size=4, embed_dim=16, depth=1, heads=2, mask_ratio=0.5,
+                        n_classes=3, J=8, code_dim=4).eval()
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 3, (40,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = select_mask_seed(model, x, y, seeds=[3, 1, 7])
+    assert len(scores) == 3 and model.config.mask_seed == [3, 1, 7][int(np.argmax(scores))]
+    assert accuracy(model, x, y) == max(scores)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.config.embed_dim == 16 and model.config.mask_ratio == 0.5

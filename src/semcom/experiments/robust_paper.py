@@ -231,9 +231,10 @@ def run_fig7(quick: bool = False, progress=None, snr: float = 9.0, seed: int = 0
     rows = []
     for r in ratios:
         t = max(1, int(round(n * r)))
-        # one mask per ratio for every image, as the model's own eval mode draws it (seed 0 = mask_seed 0 gives
-        # the shipped model's eval mask at ratio 0.5)
-        keep = sample_keep(model.masking.masking_weights(), 1, t, torch.Generator().manual_seed(seed))
+        # one mask per ratio for every image, drawn as the model's own eval mode draws it (from its mask_seed: at
+        # ratio 0.5 this is the shipped model's eval mask)
+        gen = torch.Generator().manual_seed(model.config.mask_seed)
+        keep = sample_keep(model.masking.masking_weights(), 1, t, gen)
         keep = keep.expand(len(data), -1).contiguous()
 
         class _Clf(torch.nn.Module):
