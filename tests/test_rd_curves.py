@@ -57,7 +57,8 @@ def test_tiny_run_has_the_promised_rows():
                    crfs={"h264": (51, 30), "av1": (63, 40)}, frames=4)
     res = run_rd_curves(cfg, load_autoencoder(), load_model("hyperprior"), strip_regime="static")
     systems = {r["system"] for r in res["rows"]}
-    assert {"semcom-hyperprior", "semcom-hyperprior-intra", "semcom-sphere64", "x264", "av1"} <= systems
+    assert {"semcom-hyperprior", "semcom-hyperprior-norefine", "semcom-hyperprior-nomotion", "semcom-hyperprior-intra",
+            "semcom-sphere64", "x264", "av1"} <= systems
     for r in res["rows"]:
         for key in ("scenario", "regime", "system", "model", "quality", "tau", "bits_per_frame_wire", "psnr_db",
                     "ms_ssim", "hit_rate"):
@@ -68,4 +69,5 @@ def test_tiny_run_has_the_promised_rows():
     assert bd and all({"scenario", "regime", "system", "anchor", "bd_rate_pct", "psnr_lo", "psnr_hi"} <= set(b)
                       for b in bd)
     assert all((b["bd_rate_pct"] is None) == (b["reason"] is not None) for b in bd)
+    assert any(b["system"] == "semcom-hyperprior" and b["anchor"] == "semcom-hyperprior-norefine" for b in bd)
     assert res["strip"]["original"].shape == (64, 64, 3) and "av1" in res["strip"]["systems"]

@@ -6,6 +6,8 @@ held-out clips of :mod:`semcom.sources.heldout` (from the validation photos). Sy
 * ``semcom-hyperprior`` — the codec link (:mod:`semcom.schemes.codec_link`: memory hits, per-tile hits,
   conditional misses, motion frames and pixel refinement) at every quality and ``tau``; its curve is the lower
   envelope (Pareto front) of those points;
+* ``semcom-hyperprior-norefine`` — the same link without the pixel refinement (the learned codec's own ceiling),
+  ``tau`` 0.95; ``semcom-hyperprior`` is also compared against it (the refinement's own BD-rate);
 * ``semcom-hyperprior-nomotion`` — the same link without motion frames or refinement (the memory alone),
   ``tau`` 0.95;
 * ``semcom-hyperprior-intra`` — the same model with the memory and refinement off (every frame intra: the learned
@@ -78,18 +80,19 @@ def _row(scenario, regime, system, frames, decoded, bits_total, **extra) -> dict
 
 def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                       keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
-    """The codec link at every (quality, tau); without motion frames or refinement at tau 0.95; and with the memory
-    and refinement off; at every quality."""
+    """The codec link at every (quality, tau); without refinement, and without motion frames or refinement, at tau
+    0.95; and with the memory and refinement off; at every quality."""
     from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
     settings = ([("semcom-hyperprior", q, t) for q in cfg.qualities for t in cfg.taus]
+                + [("semcom-hyperprior-norefine", q, 0.95) for q in cfg.qualities]
                 + [("semcom-hyperprior-nomotion", q, 0.95) for q in cfg.qualities]
                 + [("semcom-hyperprior-intra", q, None) for q in cfg.qualities])
     for system, q, tau in settings:
-        full = system == "semcom-hyperprior"
-        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max, motion=full,
-                               refine=full)
+        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max,
+                               motion=system in ("semcom-hyperprior", "semcom-hyperprior-norefine"),
+                               refine=system == "semcom-hyperprior")
         data, tx = encode_clip(frames, link, model)
         decoded = np.stack(tx.decoded)
         stats = link_stats(tx.records)
@@ -230,8 +233,11 @@ def run_rd_curves(cfg: RDConfig, sphere, hyperprior, progress=None, strip_regime
         strip |= got_strip  # each system is one cell of the strip clip
     originals = {regime: frames[len(frames) // 2] for _, regime, frames in clip_list if regime == strip_regime}
     scen = scenario_rows(rows)
-    semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-nomotion", "semcom-hyperprior-intra", "semcom-sphere64")
-    bd = bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
+    semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-norefine", "semcom-hyperprior-nomotion",
+                      "semcom-hyperprior-intra", "semcom-sphere64")
+    own = ("semcom-hyperprior-norefine",)  # the refinement's own BD-rate
+    bd = (bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
+          + bd_rows(scen, semcom_systems[:1], own) + bd_rows(rows, semcom_systems[:1], own))
     return {"rows": rows, "scenario_rows": scen, "bd_rate": bd,
             "strip": {"regime": strip_regime, "target_bits": strip_bits, "original": originals.get(strip_regime),
                       "systems": {k: (v[1], v[2]) for k, v in strip.items()}}}
@@ -274,7 +280,8 @@ def rd_cell(context: tuple, cell: tuple[str, str, str], seed: int) -> tuple[list
 
 # -- figures --------------------------------------------------------------------------------------------------
 
-STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-nomotion": ("tab:brown", "x", "-."),
+STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-norefine": ("tab:pink", "P", "-"),
+         "semcom-hyperprior-nomotion": ("tab:brown", "x", "-."),
          "semcom-hyperprior-intra": ("tab:orange", "s", "--"),
          "semcom-sphere64": ("tab:purple", "^", ":"), "x264": ("tab:blue", "v", "-"),
          "x265": ("tab:cyan", "<", "-"), "av1": ("tab:green", "D", "-")}
