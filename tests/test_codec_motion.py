@@ -168,6 +168,10 @@ def test_refinement_lifts_the_ceiling_on_texture_and_decodes_bit_exactly(model):
     assert np.array_equal(out, np.stack(tx.decoded))
     assert all(np.array_equal(v, rx.refinement.state()[k]) for k, v in tx.refinement.state().items())
     assert tx.refinement.frame_counts[1] > 1, "frames were refined"
+    from semcom.schemes.codec_link import HEADER_SIZE
+
+    info = sum(r.bits for r in tx.records)  # the refinement's -log2 p is what the coder spends on it too
+    assert abs(8 * (len(refined) - HEADER_SIZE - 4) - info) <= 0.01 * info + 64
     # at the lowest quality refinement does not pay: the stream is (almost) the plain one
     low0, _ = encode_clip(frames, CodecLinkConfig(quality=1, tau=0.95, refine=False), model)
     low1, _ = encode_clip(frames, CodecLinkConfig(quality=1, tau=0.95), model)
