@@ -229,6 +229,24 @@ def test_quantizer_straight_through_and_losses():
     assert losses["commitment"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_quantizer_mean_reduction_divides_the_vq_terms_by_D_and_keeps_the_forward():
+    torch.manual_seed(0)
+    summed = VectorQuantizer(J=16, code_dim=4).eval()
+    mean = VectorQuantizer(J=16, code_dim=4, loss_reduction="mean").eval()
+    mean.load_state_dict(summed.state_dict())
+    z = torch.randn(3, 5, 4)
+    (zq_s, idx_s, loss_s), (zq_m, idx_m, loss_m) = summed(z), mean(z)
+    assert torch.equal(zq_s, zq_m) and torch.equal(idx_s, idx_m)  # training-time only: same forward
+    for term in ("codebook", "commitment"):
+        assert loss_m[term].item() == pytest.approx(loss_s[term].item() / 4, rel=1e-6)
+    assert robust_config().vq_loss_reduction == "sum"  # the shipped recipe is unchanged
+    assert MaskedVQVAE(**SMALL, vq_loss_reduction="mean").quantizer.loss_reduction == "mean"
+    with pytest.raises(ConfigError, match="loss_reduction"):
+        VectorQuantizer(J=16, code_dim=4, loss_reduction="max")
+    with pytest.raises(ConfigError, match="vq_loss_reduction"):
+        robust_config(vq_loss_reduction="max")
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), J=st.sampled_from([4, 8, 16]), D=st.integers(2, 6),
        n=st.integers(1, 24), delta=st.floats(-1.0, 1.0), data=st.data())

@@ -674,24 +674,33 @@ def run_fig5(quick: bool = False, progress=None, snrs=None, seed: int = 0, sampl
 #: Patch sizes of ``robust-patch`` and the side the 28x28 digits are zero-padded to for them.
 PATCH_SIZES = (4, 8, 16)
 PATCH_PAD_TO = 32
-#: Codeword dimensions of ``robust-patch``: 8 (the JSCC's latent width; every patch size trains) and the shipped
-#: recipe's 32 (patch 8 and 16 collapse with it: within the first few steps the encoder's features lose their
-#: spread and every token maps to one codeword, so the classifier never leaves chance). The bits per index
-#: (``log2 J = 8``) do not depend on it.
-PATCH_CODE_DIMS = (8, 32)
+#: The (codeword dimension, VQ loss reduction) settings ``robust-patch`` trains every geometry with: 8 (the JSCC's
+#: latent width) and the shipped recipe's 32, both with the shipped recipe's squared norms (``"sum"``); with them
+#: at 32, patch 8 and 16 collapse (within a few steps every token maps to one codeword and the classifier never
+#: leaves chance); and 32 with the squared errors averaged over the coordinates (``"mean"``), which trains. The
+#: bits per index (``log2 J = 8``) do not depend on either. ``--quick``: :data:`QUICK_PATCH_SETTINGS`.
+PATCH_SETTINGS = ((8, "sum"), (32, "sum"), (32, "mean"))
+QUICK_PATCH_SETTINGS = ((8, "sum"), (32, "mean"))
 
 
 def run_patch(quick: bool = False, progress=None, snrs=None, seed: int = 0, samples: int | None = None,
-              steps: int | None = None, code_dims=None) -> dict:
+              steps: int | None = None, settings=None) -> dict:
     """Accuracy against SNR and symbols per image per patch size (4, 8, 16; the paper compares 8 and 16 on
     224x224): the 28x28 digits zero-padded, centred, to 32x32 (``RobustConfig.pad_to``), one masked VQ-VAE (no
     FIM, no AT) per patch size trained here for ``steps`` steps (600; quick 300; the same for all) with the shipped
     ``masked-vqvae``'s recipe (-9..18 dB through the symmetric index channel at the link's index error rate) and
-    codeword dimension ``code_dim`` in ``code_dims`` (default :data:`PATCH_CODE_DIMS`; quick: 8 only), then sent over
+    each ``(code_dim, vq_loss_reduction)`` of ``settings`` (default :data:`PATCH_SETTINGS`; quick
+    :data:`QUICK_PATCH_SETTINGS`), then sent over
     :class:`~semcom.robust.link.IndexLink` (8x4 MIMO, 16-QAM, LDPC 1/2). The full run adds patch 4 on the
     unpadded 28x28 digits (the shipped models' geometry) trained the same way, to separate padding from patch
     size. Masking ratio 0.5 throughout: ``T = N / 2`` indices of 8 bits per image. Each row also says how many
-    distinct codewords the test images use on the noiseless link (1: the codebook collapsed)."""
+    distinct codewords the test images use on the noiseless link (1: the codebook collapsed).
+
+    ``vq_loss_reduction`` (:class:`~semcom.robust.config.RobustConfig`): ``"sum"`` (the shipped recipe) sums the
+    codebook and commitment terms' squared errors over the ``D`` coordinates, ``"mean"`` averages them, so that
+    the commitment's pull on the encoder does not grow with ``code_dim``; with ``"sum"`` at ``code_dim`` 32 it
+    outweighs the classifier's gradient at initialisation for patch 8 and 16 (few tokens per image) and every
+    token collapses onto one codeword. Training-time only."""
     import torch
 
     from semcom.robust.link import IndexLink
@@ -699,22 +708,24 @@ def run_patch(quick: bool = False, progress=None, snrs=None, seed: int = 0, samp
     from semcom.sources.labelled import load_labelled
 
     steps = steps or (300 if quick else 600)
-    code_dims = tuple(int(d) for d in (code_dims or ((8,) if quick else PATCH_CODE_DIMS)))
+    settings = tuple((int(d), str(r)) for d, r in (settings or (QUICK_PATCH_SETTINGS if quick else PATCH_SETTINGS)))
     snrs = tuple(float(s) for s in (snrs or ((3.0, 6.0, 18.0) if quick else (-9.0, -3.0, 0.0, 3.0, 5.0, 6.0, 9.0,
                                                                             18.0))))
     geometries = [(p, PATCH_PAD_TO) for p in PATCH_SIZES] + ([] if quick else [(4, 0)])
     train = load_labelled(DATASET, "train", seed=0)
     data = held_out_split(quick, samples)
     rows = []
-    for dim in code_dims:
+    for dim, reduction in settings:
         for patch, pad_to in geometries:
-            res = _train_small({"patch_size": patch, "pad_to": pad_to, "code_dim": dim}, steps, seed, train)
+            res = _train_small({"patch_size": patch, "pad_to": pad_to, "code_dim": dim,
+                                "vq_loss_reduction": reduction}, steps, seed, train)
             model, c = res.model, res.model.config
             with torch.no_grad():
                 used = torch.cat([model.transmit(data.images[i:i + 250])["indices"].flatten()
                                   for i in range(0, len(data), 250)]).unique().numel()
             common = {"patch_size": patch, "pad_to": pad_to, "side": pad_to or c.height, "code_dim": dim,
-                      "patches": c.num_patches, "indices": c.num_keep, "bits_per_image": c.num_keep * c.bits_per_index,
+                      "vq_loss_reduction": c.vq_loss_reduction, "patches": c.num_patches, "indices": c.num_keep,
+                      "bits_per_image": c.num_keep * c.bits_per_index,
                       "symbols_per_image": c.symbols_per_image(4, 0.5), "steps": steps, "codewords_used": used,
                       "train_seconds": round(res.seconds, 1),
                       "accuracy_noiseless": accuracy(model, data.images, data.labels, batch_size=250)}
@@ -726,8 +737,9 @@ def run_patch(quick: bool = False, progress=None, snrs=None, seed: int = 0, samp
                         correct += int((logits.argmax(1) == data.labels[i:i + 250]).sum())
                 rows.append(common | {"snr_db": snr, "accuracy": correct / len(data), "samples": len(data),
                                       "dataset": f"{DATASET}:test"})
-            _tick(progress, f"patch {patch}" + (f" (padded to {pad_to})" if pad_to else " (28x28)") + f" D {dim}")
-    return {"rows": rows, "snrs": list(snrs), "steps": steps, "code_dims": list(code_dims),
+            _tick(progress, f"patch {patch}" + (f" (padded to {pad_to})" if pad_to else " (28x28)")
+                  + f" D {dim} {reduction}")
+    return {"rows": rows, "snrs": list(snrs), "steps": steps, "settings": [list(t) for t in settings],
             "paper_claim": "patch 8 beside 16 on 224x224: the smaller patch sends 4 x the symbols (784 against 196 "
                            "in Table I) for better accuracy"}
 
@@ -913,16 +925,17 @@ def figure_fig11(res: dict, out: Path) -> list[Path]:
 def figure_patch(res: dict, out: Path) -> list[Path]:
     from semcom.report.figures import plt
 
-    dims = res["code_dims"]
-    fig, axes = plt.subplots(1, len(dims), figsize=(6.4 * len(dims), 4.4), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        mine = [r for r in res["rows"] if r["code_dim"] == dim]
+    settings = [tuple(t) for t in res["settings"]]
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.4 * len(settings), 4.4), squeeze=False)
+    for ax, (dim, reduction) in zip(axes[0], settings):
+        mine = [r for r in res["rows"] if (r["code_dim"], r["vq_loss_reduction"]) == (dim, reduction)]
         for key in dict.fromkeys((r["patch_size"], r["pad_to"]) for r in mine):
             sel = [r for r in mine if (r["patch_size"], r["pad_to"]) == key]
             ax.plot([r["snr_db"] for r in sel], [r["accuracy"] for r in sel], marker="o", ls="-" if key[1] else "--",
                     label=f"patch {key[0]}, {sel[0]['side']}x{sel[0]['side']}: {sel[0]['symbols_per_image']:g} symbols")
         ax.set(xlabel="SNR (dB)", ylabel="accuracy", ylim=(0, 1),
-               title=f"masked VQ-VAE per patch size, code_dim {dim} ({res['steps']} steps each)")
+               title=f"code_dim {dim}, VQ losses {'summed' if reduction == 'sum' else 'averaged'} over D "
+                     f"({res['steps']} steps each)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -1037,7 +1050,8 @@ COLUMNS = {
     "fig11": [("scheme", "scheme", "{}"), ("snr_db", "SNR dB", "{:g}"), ("attack", "attack", "{}"),
               ("noise", "aimed at", "{}"), ("epsilon", "eps", "{:g}"),
               ("recall_at_1", "recall@1", "{:.3f}"), ("psnr_db", "PSNR dB", "{:.2f}")],
-    "patch": [("code_dim", "code_dim", "{}"), ("patch_size", "patch", "{}"), ("side", "side", "{}"),
+    "patch": [("code_dim", "code_dim", "{}"), ("vq_loss_reduction", "VQ losses", "{}"),
+              ("patch_size", "patch", "{}"), ("side", "side", "{}"),
               ("indices", "indices", "{}"), ("codewords_used", "codewords used", "{}"),
               ("symbols_per_image", "symbols", "{:g}"), ("snr_db", "SNR dB", "{:g}"),
               ("accuracy", "accuracy", "{:.3f}"), ("accuracy_noiseless", "noiseless link", "{:.3f}")],
@@ -1064,7 +1078,8 @@ def steps(figure: str, quick: bool, snr=None) -> int:
     if figure == "fig11":
         return len(FIG11_SCHEMES) * len(snr or ((-9.0, 5.0, 18.0) if quick else SNRS))
     if figure == "patch":
-        return len(PATCH_SIZES) if quick else (len(PATCH_SIZES) + 1) * len(PATCH_CODE_DIMS)
+        return (len(PATCH_SIZES) * len(QUICK_PATCH_SETTINGS) if quick
+                else (len(PATCH_SIZES) + 1) * len(PATCH_SETTINGS))
     return {"table1": 2, "fig9": 4, "fig10": 2, "fig5": 2 if quick else 4}[figure]
 
 

@@ -158,12 +158,20 @@ class VectorQuantizer(nn.Module):
     ``forward(z)`` (``z``: ``[..., D]``) returns ``(z_q, indices, losses)``: ``z_q = z + ng[e_i - z]`` (the
     codewords in the forward pass, the identity in the backward pass), ``indices`` ``[...]`` int64 and
     ``losses`` with ``codebook`` (``||ng[z] - e_i||^2``) and ``commitment`` (``||z - ng[e_i]||^2``, unweighted;
-    :mod:`semcom.robust.losses` applies ``beta``)."""
+    :mod:`semcom.robust.losses` applies ``beta``). The squared errors are summed over the ``D`` coordinates
+    (``loss_reduction="sum"``, the default) or averaged over them (``"mean"``: the per-element MSE of most VQ-VAE
+    code, ``1/D`` of the sum). With ``"sum"`` the commitment term's gradient on the encoder grows with ``D`` while
+    the task's does not: at ``D = 32`` with few tokens per image (patch 8 or 16 on 32x32 digits) it outweighs the
+    classifier's at initialisation and the encoder collapses every token onto one codeword."""
 
-    def __init__(self, J: int = 256, code_dim: int = 32, dead_code_threshold: float = 0.0, decay: float = 0.99):
+    def __init__(self, J: int = 256, code_dim: int = 32, dead_code_threshold: float = 0.0, decay: float = 0.99,
+                 loss_reduction: str = "sum"):
         super().__init__()
         if J < 2 or J & (J - 1):
             raise ConfigError(f"invalid J={J!r}: codebook size must be a power of two >= 2")
+        if loss_reduction not in ("sum", "mean"):
+            raise ConfigError(f"invalid loss_reduction={loss_reduction!r}: choose 'sum' or 'mean'")
+        self.loss_reduction = loss_reduction
         self.J, self.code_dim = J, code_dim
         self.dead_code_threshold, self.decay = float(dead_code_threshold), float(decay)
         self.codebook = nn.Parameter(torch.randn(J, code_dim) / math.sqrt(code_dim))
@@ -193,8 +201,9 @@ class VectorQuantizer(nn.Module):
             self.initted.fill_(True)
         idx = nearest_indices(flat.detach(), self.codebook)
         e = self.codebook[idx]
-        losses = {"codebook": (flat.detach() - e).pow(2).sum(-1).mean(),
-                  "commitment": (flat - e.detach()).pow(2).sum(-1).mean()}
+        reduce = (lambda sq: sq.sum(-1).mean()) if self.loss_reduction == "sum" else (lambda sq: sq.mean())
+        losses = {"codebook": reduce((flat.detach() - e).pow(2)),
+                  "commitment": reduce((flat - e.detach()).pow(2))}
         if self.training and self.dead_code_threshold > 0.0:
             with torch.no_grad():
                 counts = torch.bincount(idx, minlength=self.J).to(self.usage.dtype)

@@ -76,7 +76,11 @@ class RobustConfig(BaseModel):
     * Codebook (:mod:`semcom.robust.codebook`, Section III-B): ``J`` codewords (a power of two, ``log2 J`` bits
       per index) of dimension ``code_dim``; ``beta`` the commitment weight of eq. (12); ``lambda_orth`` the
       weight of the orthogonality term ``||E^T E - I||^2 / J^2`` (Section IV-B3); ``dead_code_threshold`` the
-      EMA usage under which a codeword is re-seeded from the batch in training (0: never); ``dedup_threshold``
+      EMA usage under which a codeword is re-seeded from the batch in training (0: never); ``vq_loss_reduction``
+      how the codebook and commitment terms reduce the squared error over the ``D`` coordinates of a vector
+      (``"sum"``: the squared norm, the shipped models' recipe; ``"mean"``: divided by ``D``, the usual per-element
+      MSE of VQ-VAE implementations, which keeps ``beta``'s pull on the encoder independent of ``code_dim``; a
+      training-time choice only: the forward pass is the same); ``dedup_threshold``
       the cosine similarity ``delta`` above which a transmitted index is dropped as a near-duplicate
       (Section IV-B1, Fig. 2b; 1.0 turns deduplication off).
     * FIM (:mod:`semcom.robust.fim`, Section IV-A): ``use_fim``, ``fim_hidden`` (width of its FC layer),
@@ -115,6 +119,7 @@ class RobustConfig(BaseModel):
     beta: float = Field(0.25, ge=0.0, le=100.0)
     lambda_orth: float = Field(10.0, ge=0.0, le=1e4)
     dead_code_threshold: float = Field(0.0, ge=0.0, le=1e6)
+    vq_loss_reduction: Literal["sum", "mean"] = "sum"
     dedup_threshold: float = Field(1.0, ge=-1.0, le=1.0)
 
     use_fim: bool = True

@@ -230,7 +230,8 @@ class MaskedVQVAE(_Base):
         c = self.config
         self.fim = (FeatureImportance(c.num_patches, c.n_classes, c.fim_hidden, c.fim_threshold)
                     if c.use_fim else None)
-        self.quantizer = VectorQuantizer(c.J, c.code_dim, c.dead_code_threshold)
+        self.quantizer = VectorQuantizer(c.J, c.code_dim, c.dead_code_threshold,
+                                         loss_reduction=c.vq_loss_reduction)
 
     @property
     def codebook(self) -> torch.Tensor:
