@@ -25,7 +25,10 @@ it knows what the receiver will see). Then:
   the tiles where the rate–distortion cost says so are coded, as a residual on zero or on the prediction's own
   latent ``g_a(x_pred)`` with scales ``h_s(z^, 0)``, and shown as ``g_s(base + r^)``. A motion frame stores and
   touches no prototype; one with a coded tile becomes the anchor. The anchor is pixels, and the receiver reads
-  pixels only to draw frames, never to decode a symbol, so the two memories stay identical on any device.
+  pixels only to draw frames, never to decode a symbol, so the two memories stay identical on any device;
+* after every frame (unless ``refine=False``), its **pixel refinement** (:mod:`semcom.prediction.refinement`): a
+  DCT-coded residual on the 8x8 blocks where it lowers the rate–distortion cost; a refined motion frame becomes
+  the anchor.
 
 A stream (version 2) is a CRC-protected header naming the scheme, model, quality and weights, then one
 range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
@@ -285,16 +288,16 @@ class _CodecEndpoint:
         return y_hat
 
     def _anchors(self, coded: np.ndarray, refine: np.ndarray | None) -> bool:
-        """Whether a motion frame becomes the anchor: a tile of it was coded, or at least :data:`ANCHOR_SHARE` of
-        its blocks were refined (a frame refined in a few blocks keeps the old anchor, so that a slow pan is not
-        resampled at every frame). Decided from decoded symbols alone."""
+        """Whether a motion frame becomes the anchor: a tile of it was coded, or a share of its blocks of at least
+        :data:`ANCHOR_SHARE` (0: any block) was refined. Decided from decoded symbols alone."""
         share = 0.0 if refine is None or not refine.size else float(refine.any((-2, -1)).mean())
         return bool(coded.any()) or (share > 0.0 and share >= ANCHOR_SHARE)
 
     def _shown(self, out: np.ndarray, new_anchor: bool = True) -> np.ndarray:
         """Both ends, once a frame is shown: ``out`` (uint8) becomes the anchor of motion frames, unless it was
-        predicted whole from the anchor (then the anchor stays, so a still or panning scene is resampled once, not at
-        every frame). Pixels never decide a bit: the anchor is read only to draw the next motion frame."""
+        predicted whole from the anchor and not refined (then the anchor stays, so a still or panning scene is
+        resampled once, not at every frame). Pixels never decide a bit: the anchor is read only to draw the next
+        motion frame."""
         if self.motion is not None and new_anchor:
             self.anchor = to_tensor(out)
         return out
