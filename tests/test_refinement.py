@@ -167,7 +167,8 @@ def test_rdo_quantisation_never_costs_more_than_rounding(seed, mu, scale):
     ref = Refinement(mu, 8, 8)
     c = np.random.default_rng(seed).laplace(scale=2.0 * ref.step, size=(3, 1, 1, 8, 8))
     s = np.full((3, 1, 1, 1, 1), scale)
-    q = ref._quantise(c, s)
+    q, bits = ref._quantise(c, s)
+    assert np.array_equal(bits, laplace_information(q, s))
     r = np.round(c / ref.step)
     cost = lambda v: mu * (c - v * ref.step) ** 2 + laplace_information(v, s)  # noqa: E731
     assert (cost(q) <= cost(r) + 1e-9).all()

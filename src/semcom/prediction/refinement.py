@@ -146,23 +146,24 @@ class Refinement:
         and the Lagrangian gain of refining (flag bits included)."""
         c = dctn(to_blocks(frame - shown.astype(np.float64) / 255.0), axes=(-2, -1), norm="ortho")
         scale = self.scales()[:, None, None]
-        q = self._quantise(c, scale)
-        bits = laplace_information(q, scale).sum((-2, -1))
+        q, bits = self._quantise(c, scale)
+        bits = bits.sum((-2, -1))
         d_shown = (c**2).sum((-2, -1))
         d_refined = ((c - q * self.step) ** 2).sum((-2, -1))
         on = np.ones(self.blocks, dtype=bool)
         gain = self.mu * (d_shown - d_refined) - bits - self.flag_information(on) + self.flag_information(~on)
         return q, bits, d_shown, d_refined, np.where(q.any((-2, -1)), gain, 0.0)
 
-    def _quantise(self, c: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def _quantise(self, c: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rate-distortion optimised quantisation: each coefficient takes, of its rounded magnitude and the one
-        below, the one with the lesser ``mu (c - q Delta)^2 + bits(q)`` under the band's Laplace."""
+        below, the one with the lesser ``mu (c - q Delta)^2 + bits(q)`` under the band's Laplace; returns the
+        symbols and their bits."""
         a = np.abs(c) / self.step
         hi = np.clip(np.floor(a + 0.5), 0, LIMIT)
         lo = np.maximum(hi - 1, 0)
-        cost = lambda m: self.mu * self.step**2 * (a - m) ** 2 + laplace_information(m, scale)  # noqa: E731
-        mag = np.where(cost(lo) < cost(hi), lo, hi)
-        return (np.sign(c) * mag).astype(np.int64)
+        bits_hi, bits_lo = laplace_information(hi, scale), laplace_information(lo, scale)
+        lower = self.mu * self.step**2 * (a - lo) ** 2 + bits_lo < self.mu * self.step**2 * (a - hi) ** 2 + bits_hi
+        return (np.sign(c) * np.where(lower, lo, hi)).astype(np.int64), np.where(lower, bits_lo, bits_hi)
 
     def block_costs(self, frame: np.ndarray, shown: np.ndarray) -> np.ndarray:
         """The Lagrangian cost ``mu SSE`` of each 8x8 block of ``shown`` against ``frame`` once refined where that
