@@ -235,9 +235,9 @@ def run_rd_curves(cfg: RDConfig, sphere, hyperprior, progress=None, strip_regime
     scen = scenario_rows(rows)
     semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-norefine", "semcom-hyperprior-nomotion",
                       "semcom-hyperprior-intra", "semcom-sphere64")
-    own = ("semcom-hyperprior-norefine",)  # the refinement's own BD-rate
+    full, own = ("semcom-hyperprior",), ("semcom-hyperprior-norefine",)  # the refinement's own BD-rate
     bd = (bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
-          + bd_rows(scen, semcom_systems[:1], own) + bd_rows(rows, semcom_systems[:1], own))
+          + bd_rows(scen, full, own) + bd_rows(rows, full, own))
     return {"rows": rows, "scenario_rows": scen, "bd_rate": bd,
             "strip": {"regime": strip_regime, "target_bits": strip_bits, "original": originals.get(strip_regime),
                       "systems": {k: (v[1], v[2]) for k, v in strip.items()}}}

@@ -119,11 +119,12 @@ def range_decoded(data: bytes, header_size: int, count: int, receive):
         raise WireFormatError("unexpected data after the last frame")
 
 
-def decode_symbols(decoder, model, n: int = 1) -> np.ndarray:
-    """``n`` symbols from a constriction range ``decoder`` under ``model`` (int64); data that do not decode are a
-    :class:`WireFormatError`."""
+def decode_symbols(decoder, model, *args) -> np.ndarray:
+    """Symbols from a constriction range ``decoder`` (int64): ``n`` under a fixed ``model`` (``args = (n,)``, default
+    1), or one per entry of the parameter arrays of a model family (``args = (means, scales)``); data that do not
+    decode are a :class:`WireFormatError`."""
     try:
-        return np.asarray(decoder.decode(model, n), dtype=np.int64)
+        return np.asarray(decoder.decode(model, *(args or (1,))), dtype=np.int64)
     except (AssertionError, ValueError, RuntimeError) as exc:
         raise WireFormatError(f"range-coded symbol does not decode: {exc}") from None
 

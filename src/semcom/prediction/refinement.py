@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.fft import dctn, idctn
 
-from semcom.errors import ConfigError, WireFormatError
+from semcom.errors import ConfigError
 
 __all__ = ["COLOUR", "FORGET", "LIMIT", "STEP_SCALE", "Refinement", "RefinementPlan", "step_size"]
 
@@ -177,10 +177,10 @@ class Refinement:
         and their symbols."""
         q, bits, d_shown, d_refined, gain = self._analyse(frame, shown)
         flags = gain > 0
-        frame = -np.log2(self.frame_counts / self.frame_counts.sum())
-        on = float(self.flag_information(flags).sum() + (bits * flags).sum()) + frame[1]
-        if not flags.any() or on - frame[0] >= self.mu * float(((d_shown - d_refined) * flags).sum()):
-            return RefinementPlan(np.zeros(self.blocks, dtype=bool), np.zeros_like(q), float(frame[0]))
+        frame_bits = -np.log2(self.frame_counts / self.frame_counts.sum())  # the frame flag: off, on
+        on = float(self.flag_information(flags).sum() + (bits * flags).sum()) + frame_bits[1]
+        if not flags.any() or on - frame_bits[0] >= self.mu * float(((d_shown - d_refined) * flags).sum()):
+            return RefinementPlan(np.zeros(self.blocks, dtype=bool), np.zeros_like(q), float(frame_bits[0]))
         return RefinementPlan(flags, q * flags[..., None, None], on)
 
     def encode(self, plan: RefinementPlan, encoder) -> None:
@@ -192,7 +192,7 @@ class Refinement:
         if sel.any():
             for ch in range(3):
                 encoder.encode(sel[ch].ravel().astype(np.int32), categorical(self.flag_counts[ch]))
-            scales = np.broadcast_to(self.scales()[:, None, None], plan.q.shape)[sel].ravel()
+            scales = self._symbol_scales(sel)
             encoder.encode(plan.q[sel].ravel().astype(np.int32), self.laplace(), np.zeros_like(scales), scales)
         self.update(plan.flags, plan.q)
 
@@ -209,14 +209,15 @@ class Refinement:
             flags = np.stack([decode_symbols(decoder, categorical(self.flag_counts[ch]), n).reshape(self.blocks[1:])
                               for ch in range(3)]).astype(bool)
         if flags.any():
-            scales = np.broadcast_to(self.scales()[:, None, None], q.shape)[flags].ravel()
-            try:
-                sym = decoder.decode(self.laplace(), np.zeros_like(scales), scales)
-            except (AssertionError, ValueError, RuntimeError) as exc:
-                raise WireFormatError(f"refinement symbols do not decode: {exc}") from None
-            q[flags] = np.asarray(sym, dtype=np.int64).reshape(-1, _BLOCK, _BLOCK)
+            scales = self._symbol_scales(flags)
+            q[flags] = decode_symbols(decoder, self.laplace(), np.zeros_like(scales), scales).reshape(-1, _BLOCK,
+                                                                                                      _BLOCK)
         self.update(flags, q)
         return q
+
+    def _symbol_scales(self, flags: np.ndarray) -> np.ndarray:
+        """The Laplace scale of every symbol of the blocks ``flags`` marks, in coding order (float64)."""
+        return np.broadcast_to(self.scales()[:, None, None], self.blocks + (_BLOCK, _BLOCK))[flags].ravel()
 
     def laplace(self):
         import constriction

@@ -385,6 +385,8 @@ def select_mask_seed(model, images, labels, seeds=None) -> list[float]:
     the seed of :data:`MASK_SEEDS` (or ``seeds``) whose one mask gives the best accuracy on ``images`` (noiseless
     link; the first seed wins a tie) and return the accuracies, one per seed. Training masks are random per row,
     so the weights do not depend on the choice; the test split never sees it."""
+    import numpy as np
+
     from semcom.robust.train import accuracy
 
     seeds = list(MASK_SEEDS if seeds is None else seeds)
@@ -392,8 +394,7 @@ def select_mask_seed(model, images, labels, seeds=None) -> list[float]:
     for s in seeds:
         model.config = model.config.model_copy(update={"mask_seed": s})
         scores.append(accuracy(model, images, labels))
-    model.config = model.config.model_copy(update={"mask_seed": seeds[int(max(range(len(seeds)),
-                                                                          key=lambda i: (scores[i], -i)))]})
+    model.config = model.config.model_copy(update={"mask_seed": seeds[int(np.argmax(scores))]})  # first on a tie
     return scores
 
 
