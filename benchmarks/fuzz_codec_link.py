@@ -77,10 +77,12 @@ def codec_target():
 
     model = load_model("hyperprior")
     seeds = []
-    for regime, q, inter, m_max in (("static", 1, True, 64), ("cam_shake", 4, True, 3), ("scene_change", 8, False, 8),
-                                    ("high_texture", 8, True, 8)):  # the last: motion frames, mostly refined
-        seeds.append(encode_clip(regime_clip(regime, frames=12), CodecLinkConfig(quality=q, inter=inter,
-                                                                                 m_max=m_max), model)[0])
+    # high_texture q8: motion frames, mostly refined; the B-frame streams: groups of B-frames (q5, q7)
+    for regime, q, inter, m_max, bframes in (("static", 1, True, 64, 0), ("cam_shake", 4, True, 3, 0),
+                                             ("scene_change", 8, False, 8, 0), ("high_texture", 8, True, 8, 0),
+                                             ("high_texture", 5, True, 8, 3), ("low_motion", 7, True, 8, 3)):
+        config = CodecLinkConfig(quality=q, inter=inter, m_max=m_max, bframes=bframes)
+        seeds.append(encode_clip(regime_clip(regime, frames=12), config, model)[0])
     return seeds, lambda x: decode_stream(x, model)[0]
 
 

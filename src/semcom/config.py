@@ -18,6 +18,9 @@ from semcom.errors import ConfigError
 #: memory starts to grow, and beta must be large for Hopfield readouts to stay near their prototype.
 DEFAULT_TAU = 0.98
 DEFAULT_BETA = 100.0
+#: B-frames per group of the codec link where frames may be held back (a file, a sweep; not the live link):
+#: ``semcom.prediction.bidirectional``. Chosen by measurement (docs/rd.md).
+DEFAULT_BFRAMES = 3
 
 RuleName = Literal["nearest", "hopfield", "paper"]
 FullPolicy = Literal["none", "lru"]

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from semcom.config import DEFAULT_BETA, DEFAULT_TAU, FaultConfig, LinkConfig, ProtectionConfig, validated
+from semcom.config import (
+    DEFAULT_BETA,
+    DEFAULT_BFRAMES,
+    DEFAULT_TAU,
+    FaultConfig,
+    LinkConfig,
+    ProtectionConfig,
+    validated,
+)
 from semcom.errors import ConfigError
 
 out_console = Console(width=None if sys.stdout.isatty() else 180)
@@ -69,10 +77,14 @@ CODEC_SWITCHES = {"no_motion": "no motion frames (the memory alone, for comparis
                   "no_refine": "no pixel refinement (the learned codec's own ceiling, for comparison)"}
 
 
-def add_codec_switches(p: argparse.ArgumentParser) -> None:
-    """``--no-motion`` and ``--no-refine`` (:data:`CODEC_SWITCHES`)."""
+def add_codec_switches(p: argparse.ArgumentParser, bframes: bool = True) -> None:
+    """``--no-motion`` and ``--no-refine`` (:data:`CODEC_SWITCHES`), and (``bframes``) ``--bframes N``."""
     for name, what in CODEC_SWITCHES.items():
         p.add_argument("--" + name.replace("_", "-"), action="store_true", help="spatial models: " + what)
+    if bframes:
+        p.add_argument("--bframes", type=bounded_int(0, 7), default=None,
+                       help=f"spatial models: the most frames coded as B-frames between two others (default "
+                            f"{DEFAULT_BFRAMES}; 0 with --no-motion or --no-memory; 0: no frame held back)")
 
 
 def reject_codec_switches(args, target: str) -> None:
@@ -80,6 +92,8 @@ def reject_codec_switches(args, target: str) -> None:
     for name in CODEC_SWITCHES:
         if getattr(args, name, False):
             raise ConfigError(f"--{name.replace('_', '-')} applies to the codec link (-m hyperprior), not to {target}")
+    if getattr(args, "bframes", None) is not None:
+        raise ConfigError(f"--bframes applies to the codec link (-m hyperprior), not to {target}")
 
 
 def codec_config(args, height: int = 64, width: int = 64):
@@ -87,10 +101,13 @@ def codec_config(args, height: int = 64, width: int = 64):
     from semcom.schemes.codec_link import CodecLinkConfig
 
     tau = DEFAULT_CODEC_TAU if args.tau is None else args.tau
+    inter, motion = not getattr(args, "no_memory", False), not getattr(args, "no_motion", False)
+    bframes = getattr(args, "bframes", None)
+    if bframes is None:
+        bframes = DEFAULT_BFRAMES if inter and motion and hasattr(args, "bframes") else 0
     return validated(CodecLinkConfig, model=args.model, quality=args.quality, tau=tau, m_max=args.m_max,
-                     full_policy=args.full_policy, inter=not getattr(args, "no_memory", False),
-                     motion=not getattr(args, "no_motion", False), refine=not getattr(args, "no_refine", False),
-                     height=height, width=width)
+                     full_policy=args.full_policy, inter=inter, motion=motion,
+                     refine=not getattr(args, "no_refine", False), bframes=bframes, height=height, width=width)
 
 
 def link_config(args, rule: str, model) -> LinkConfig:

@@ -199,7 +199,7 @@ def _encode_codec(args) -> int:
     frames, decoded, t = source.frames, np.stack(tx.decoded), len(source)
     summary = {"source": source.name, "output": str(args.output), "model": cfg.model, "quality": cfg.quality,
                "tau": cfg.tau, "memory": cfg.inter, "motion": cfg.motion and cfg.inter,
-               "refine": cfg.refine, "frames": t, "bytes": len(data),
+               "refine": cfg.refine, "bframes": cfg.bframes, "frames": t, "bytes": len(data),
                "bits_per_frame_wire": 8 * len(data) / t, **link_stats(tx.records),
                "psnr_db": psnr(frames, decoded), "ms_ssim": ms_ssim(frames, decoded),
                "memory_size": tx.memory.size,
@@ -213,7 +213,7 @@ def _encode_codec(args) -> int:
 
         table = Table(title=f"encoded {source.name} -> {args.output}", title_justify="left")
         for k in ("model", "quality", "tau", "frames", "bytes", "bits_per_frame_wire", "hit_rate", "inter_rate",
-                  "intra_rate", "motion_rate", "tile_hit_rate", "psnr_db", "ms_ssim", "memory_size"):
+                  "intra_rate", "motion_rate", "bi_rate", "tile_hit_rate", "psnr_db", "ms_ssim", "memory_size"):
             v = summary[k]
             table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
         out_console.print(table)
@@ -222,7 +222,7 @@ def _encode_codec(args) -> int:
 
 #: Flags of the memory link that the codebook scheme has no use for, with their defaults.
 _MEMORY_ONLY = {"model": "hyperprior", "quality": None, "tau": None, "m_max": 256, "full_policy": "lru",
-                "no_memory": False, "no_motion": False, "no_refine": False}
+                "no_memory": False, "no_motion": False, "no_refine": False, "bframes": None}
 
 
 def _encode_codebook(args) -> int:

@@ -133,7 +133,7 @@ def _version() -> str:
 CODEC_COLUMNS = [("scenario", "scenario", "{}"), ("regime", "regime", "{}"), ("memory", "memory", "{}"),
                  ("bits_per_frame_wire", "bits/frame", "{:.1f}"), ("psnr_db", "PSNR", "{:.2f}"),
                  ("ms_ssim", "MS-SSIM", "{:.3f}"), ("hit_rate", "hit", "{:.2f}"), ("inter_rate", "inter", "{:.2f}"),
-                 ("intra_rate", "intra", "{:.2f}"), ("motion_rate", "motion", "{:.2f}"),
+                 ("intra_rate", "intra", "{:.2f}"), ("motion_rate", "motion", "{:.2f}"), ("bi_rate", "B", "{:.2f}"),
                  ("tile_hit_rate", "tiles hit", "{:.2f}"), ("memory_size", "M", "{}")]
 
 

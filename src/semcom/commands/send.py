@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     g.add_argument("--checksum-bits", type=int, default=16, choices=[16, 32], help="CRC of short packets")
     g.add_argument("--max-attempts", type=int, default=4, help="damaged packets a frame may suffer before a drop")
     add_key_args(p)
-    add_codec_switches(p)
+    add_codec_switches(p, bframes=False)  # the live link codes each frame as it comes
     p.add_argument("--fps", type=positive_float, default=None, help="send at this frame rate, like a camera")
     p.add_argument("--timeout", type=positive_float, default=5.0,
                    help="seconds without an answer before the server counts as unreachable (default 5)")

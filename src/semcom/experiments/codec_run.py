@@ -15,7 +15,7 @@ from semcom.metrics import ms_ssim, psnr
 from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
 #: The colour of each kind of frame in :func:`figure_frames`' titles.
-KIND_COLOURS = {"hit": "green", "inter": "darkorange", "intra": "red", "motion": "blue"}
+KIND_COLOURS = {"hit": "green", "inter": "darkorange", "intra": "red", "motion": "blue", "bi": "purple"}
 
 
 def run_codec_link(regimes: Sequence[str], link: CodecLinkConfig, model, seed: int = 0, frames: int | None = None,
@@ -27,7 +27,8 @@ def run_codec_link(regimes: Sequence[str], link: CodecLinkConfig, model, seed: i
     for regime in regimes:
         clip = regime_clip(regime, seed=seed, frames=frames, height=link.height, width=link.width)
         for memory in (True, False):
-            data, tx = encode_clip(clip, link.model_copy(update={"inter": memory}), model)
+            off = {} if memory else {"inter": False, "bframes": 0}  # the codec alone: every frame intra
+            data, tx = encode_clip(clip, link.model_copy(update=off), model)
             out = np.stack(tx.decoded)
             rows.append({"scenario": scenario_of(regime), "regime": regime, "memory": "on" if memory else "off",
                          "model": link.model, "quality": link.quality, "tau": link.tau, "frames": len(clip),

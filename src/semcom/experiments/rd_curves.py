@@ -4,12 +4,14 @@ Clips: the eight content regimes (rendered from photos no learned codec of the z
 held-out clips of :mod:`semcom.sources.heldout` (from the validation photos). Systems:
 
 * ``semcom-hyperprior`` — the codec link (:mod:`semcom.schemes.codec_link`: memory hits, per-tile hits,
-  conditional misses, motion frames and pixel refinement) at every quality and ``tau``; its curve is the lower
-  envelope (Pareto front) of those points;
+  conditional misses, motion frames, B-frames and pixel refinement) at every quality and ``tau``; its curve is the
+  lower envelope (Pareto front) of those points;
+* ``semcom-hyperprior-lowdelay`` — the same link without B-frames (every frame coded as it comes, as the live
+  link does), ``tau`` 0.95; ``semcom-hyperprior`` is also compared against it (the B-frames' own BD-rate);
 * ``semcom-hyperprior-norefine`` — the same link without the pixel refinement (the learned codec's own ceiling),
   ``tau`` 0.95; ``semcom-hyperprior`` is also compared against it (the refinement's own BD-rate);
-* ``semcom-hyperprior-nomotion`` — the same link without motion frames or refinement (the memory alone),
-  ``tau`` 0.95;
+* ``semcom-hyperprior-nomotion`` — the same link without motion frames, B-frames or refinement (the memory
+  alone), ``tau`` 0.95;
 * ``semcom-hyperprior-intra`` — the same model with the memory and refinement off (every frame intra: the learned
   codec alone);
 * ``semcom-sphere64`` — the Hopfield paper's link (d = 64, ``hopfield`` rule) over a ``tau`` sweep;
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from semcom.config import DEFAULT_BFRAMES
 from semcom.metrics import ms_ssim, psnr
 
 CODEC_CRFS = {"h264": (51, 45, 39, 33, 27, 21), "hevc": (51, 45, 39, 33, 27, 21), "av1": (63, 56, 49, 42, 35, 28)}
@@ -78,27 +81,32 @@ def _row(scenario, regime, system, frames, decoded, bits_total, **extra) -> dict
             "ms_ssim": ms_ssim(frames, decoded), "hit_rate": extra.pop("hit_rate", None), **extra}
 
 
+#: The codec link's systems: what each turns off (semcom.schemes.codec_link.CodecLinkConfig's fields).
+SYSTEMS = {"semcom-hyperprior": {"bframes": DEFAULT_BFRAMES},
+           "semcom-hyperprior-lowdelay": {"bframes": 0},
+           "semcom-hyperprior-norefine": {"bframes": DEFAULT_BFRAMES, "refine": False},
+           "semcom-hyperprior-nomotion": {"motion": False, "refine": False},
+           "semcom-hyperprior-intra": {"motion": False, "refine": False}}
+
+
 def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg: RDConfig,
                       keep: Callable[[dict, np.ndarray], None] | None = None) -> list[dict]:
-    """The codec link at every (quality, tau); without refinement, and without motion frames or refinement, at tau
-    0.95; and with the memory and refinement off; at every quality."""
+    """The codec link at every (quality, tau); without B-frames, without refinement, and without motion frames,
+    B-frames or refinement, at tau 0.95; and with the memory and refinement off; at every quality."""
     from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
     settings = ([("semcom-hyperprior", q, t) for q in cfg.qualities for t in cfg.taus]
-                + [("semcom-hyperprior-norefine", q, 0.95) for q in cfg.qualities]
-                + [("semcom-hyperprior-nomotion", q, 0.95) for q in cfg.qualities]
+                + [(system, q, 0.95) for system in list(SYSTEMS)[1:-1] for q in cfg.qualities]
                 + [("semcom-hyperprior-intra", q, None) for q in cfg.qualities])
     for system, q, tau in settings:
-        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max,
-                               motion=system in ("semcom-hyperprior", "semcom-hyperprior-norefine"),
-                               refine=system == "semcom-hyperprior")
+        link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max, **SYSTEMS[system])
         data, tx = encode_clip(frames, link, model)
         decoded = np.stack(tx.decoded)
         stats = link_stats(tx.records)
         row = _row(scenario, regime, system, frames, decoded, 8 * len(data), model="hyperprior", quality=q, tau=tau,
                    hit_rate=stats["hit_rate"], tile_hit_rate=stats["tile_hit_rate"],
-                   motion_rate=stats["motion_rate"])
+                   motion_rate=stats["motion_rate"], bi_rate=stats["bi_rate"])
         rows.append(row)
         if keep:
             keep(row, decoded)
@@ -233,9 +241,8 @@ def run_rd_curves(cfg: RDConfig, sphere, hyperprior, progress=None, strip_regime
         strip |= got_strip  # each system is one cell of the strip clip
     originals = {regime: frames[len(frames) // 2] for _, regime, frames in clip_list if regime == strip_regime}
     scen = scenario_rows(rows)
-    semcom_systems = ("semcom-hyperprior", "semcom-hyperprior-norefine", "semcom-hyperprior-nomotion",
-                      "semcom-hyperprior-intra", "semcom-sphere64")
-    full, own = ("semcom-hyperprior",), ("semcom-hyperprior-norefine",)  # the refinement's own BD-rate
+    semcom_systems = (*SYSTEMS, "semcom-sphere64")
+    full, own = ("semcom-hyperprior",), ("semcom-hyperprior-lowdelay", "semcom-hyperprior-norefine")  # B, refinement
     bd = (bd_rows(scen, semcom_systems) + bd_rows(rows, semcom_systems)
           + bd_rows(scen, full, own) + bd_rows(rows, full, own))
     return {"rows": rows, "scenario_rows": scen, "bd_rate": bd,
@@ -280,7 +287,8 @@ def rd_cell(context: tuple, cell: tuple[str, str, str], seed: int) -> tuple[list
 
 # -- figures --------------------------------------------------------------------------------------------------
 
-STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-norefine": ("tab:pink", "P", "-"),
+STYLE = {"semcom-hyperprior": ("tab:red", "o", "-"), "semcom-hyperprior-lowdelay": ("tab:olive", "*", "-"),
+         "semcom-hyperprior-norefine": ("tab:pink", "P", "-"),
          "semcom-hyperprior-nomotion": ("tab:brown", "x", "-."),
          "semcom-hyperprior-intra": ("tab:orange", "s", "--"),
          "semcom-sphere64": ("tab:purple", "^", ":"), "x264": ("tab:blue", "v", "-"),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from semcom.config import LinkConfig, ProtectionConfig, validated
-from semcom.errors import SemcomError, WireFormatError
+from semcom.errors import ConfigError, SemcomError, WireFormatError
 from semcom.frames import to_tensor, to_uint8
 from semcom.link import wire
 from semcom.link.endpoints import Receiver, Transmitter
@@ -432,6 +432,8 @@ def codec_sender(model, config) -> RangeCodedSender:
     """The transmitter of the codec link (:mod:`semcom.schemes.codec_link`) over a spatial model."""
     from semcom.schemes.codec_link import CodecTransmitter
 
+    if config.bframes:
+        raise ConfigError(f"bframes={config.bframes}: the live link codes each frame as it comes, so it takes 0")
     tx = CodecTransmitter(config, model)
     return RangeCodedSender(tx, config.model, tx.header(1), _CODEC_COUNTS)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BOUND", "LIMIT", "PARAMS", "STEP", "MotionCoder", "dequantise", "estimate", "quantise", "warp"]
+__all__ = ["BOUND", "LIMIT", "PARAMS", "STEP", "MotionCoder", "dequantise", "estimate", "inside", "quantise", "warp"]
 
 #: The parameters of (1), in order.
 PARAMS = ("tx", "ty", "log_zoom", "angle", "log_gain_r", "log_gain_g", "log_gain_b", "offset_r", "offset_g",
@@ -50,22 +50,34 @@ def quantise(theta: torch.Tensor) -> np.ndarray:
     return np.clip(k.clamp(-(2.0**20), 2.0**20).long().numpy(), -BOUND, BOUND)
 
 
-def warp(anchor: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Eq. (1): the prediction ``(1, 3, H, W)`` of the anchor ``(1, 3, H, W)`` under ``theta`` (10,), unclamped
-    (differentiable in ``theta``, for :func:`estimate`)."""
-    _, _, h, w = anchor.shape
+def _grid(shape, theta: torch.Tensor) -> torch.Tensor:
+    """The sampling grid of (1) for frames of ``shape`` (1, 3, H, W), in grid_sample's coordinates (-1 .. 1 span
+    the anchor), unclamped."""
+    _, _, h, w = shape
     zoom = torch.exp(theta[2])
     c, s = torch.cos(theta[3]) * zoom, torch.sin(theta[3]) * zoom
     # affine_grid works in coordinates normalised to [-1, 1] per axis: conjugate the pixel-space map by them.
     row0 = torch.stack([c, -s * h / w, theta[0] * 2.0 / w])
     row1 = torch.stack([s * w / h, c, theta[1] * 2.0 / h])
-    grid = F.affine_grid(torch.stack([row0, row1])[None], list(anchor.shape), align_corners=False)
+    return F.affine_grid(torch.stack([row0, row1])[None], list(shape), align_corners=False)
+
+
+def warp(anchor: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Eq. (1): the prediction ``(1, 3, H, W)`` of the anchor ``(1, 3, H, W)`` under ``theta`` (10,), unclamped
+    (differentiable in ``theta``, for :func:`estimate`)."""
+    grid = _grid(anchor.shape, theta)
     # grid_sample's CPU kernel may crash on a NaN, infinite or huge coordinate (pytorch/pytorch#24823), which an
     # L-BFGS trial step can produce. With border padding every coordinate beyond +-1 samples the border, so clamping
     # to +-2 changes no output and no gradient; a NaN samples the centre.
     grid = torch.nan_to_num(grid, nan=0.0, posinf=2.0, neginf=-2.0).clamp(-2.0, 2.0)
     moved = F.grid_sample(anchor, grid, mode="bicubic", padding_mode="border", align_corners=False)
     return moved * torch.exp(theta[4:7])[None, :, None, None] + theta[7:10][None, :, None, None]
+
+
+def inside(height: int, width: int, theta: torch.Tensor) -> np.ndarray:
+    """Where (1) samples the anchor within its frame: a bool mask (H, W), False where it replicates the border."""
+    grid = _grid((1, 3, height, width), theta.double())[0]
+    return (grid.abs() <= 1.0).all(-1).numpy()
 
 
 def _phase_translation(anchor: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ Per 8x8 block and colour channel:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -83,6 +84,15 @@ def laplace_information(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return -np.log2(np.maximum(np.where(a == 0, p_zero, p_other), 1e-300))
 
 
+@functools.cache
+def _laplace_family():
+    """constriction's quantised Laplace on ``-LIMIT .. LIMIT`` (one per process: it holds no state, and a
+    :class:`Refinement` that refers to it stays copyable)."""
+    import constriction
+
+    return constriction.stream.model.QuantizedLaplace(-LIMIT, LIMIT)
+
+
 @dataclass(frozen=True)
 class RefinementPlan:
     """One frame's refinement: the flags ``(3, H/8, W/8)`` (True: refined; none set: the frame flag is 0), the
@@ -103,7 +113,6 @@ class Refinement:
         self.flag_counts = np.tile(PRIOR_FLAGS, (3, 1))
         self.band_sum = np.full((3, _BLOCK, _BLOCK), PRIOR_SCALE * PRIOR_WEIGHT)
         self.band_weight = np.full((3, _BLOCK, _BLOCK), PRIOR_WEIGHT)
-        self._laplace = None
 
     # -- the model both ends evaluate ------------------------------------------------------------------------------
 
@@ -219,12 +228,9 @@ class Refinement:
         """The Laplace scale of every symbol of the blocks ``flags`` marks, in coding order (float64)."""
         return np.broadcast_to(self.scales()[:, None, None], self.blocks + (_BLOCK, _BLOCK))[flags].ravel()
 
-    def laplace(self):
-        import constriction
-
-        if self._laplace is None:
-            self._laplace = constriction.stream.model.QuantizedLaplace(-LIMIT, LIMIT)
-        return self._laplace
+    @staticmethod
+    def laplace():
+        return _laplace_family()
 
     # -- state (the live link's state file and rollback) ------------------------------------------------------
 

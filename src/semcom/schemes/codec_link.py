@@ -28,7 +28,13 @@ it knows what the receiver will see). Then:
   pixels only to draw frames, never to decode a symbol, so the two memories stay identical on any device;
 * after every frame (unless ``refine=False``), its **pixel refinement** (:mod:`semcom.prediction.refinement`): a
   DCT-coded residual on the 8x8 blocks where it lowers the rate–distortion cost; a refined motion frame becomes
-  the anchor.
+  the anchor;
+* with ``bframes = B > 0``, **B-frames** (:mod:`semcom.prediction.bidirectional`): the transmitter holds back up
+  to ``B`` frames, codes the frame after them first (the group's length, then that frame in any of the kinds
+  above), then each frame held back, as a pyramid: predicted from the nearest frames coded around it (forward,
+  backward or both, eq. (2) there) and refined with a refinement state of their own. A group is taken where it
+  costs less than coding its frames one by one. A B-frame touches no prototype and is never a motion frame's
+  anchor; the receiver shows frames in display order.
 
 A stream (version 2) is a CRC-protected header naming the scheme, model, quality and weights, then one
 range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
@@ -40,14 +46,15 @@ coder's models; the file's length is the truth it adds up to (within 1 % and the
 
 from __future__ import annotations
 
+import copy
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from semcom.config import Float32, FrameSide, FullPolicy, validated
 from semcom.errors import ConfigError, WeightsError, WireFormatError
@@ -65,7 +72,8 @@ from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
 from semcom.models.zoo import entry, entry_by_wire_id
-from semcom.prediction.global_motion import MotionCoder, dequantise, estimate, quantise, warp
+from semcom.prediction.bidirectional import BACKWARD, FORWARD, MODES, ScaledMotionCoder, bi_prediction, pyramid
+from semcom.prediction.global_motion import LIMIT, MotionCoder, dequantise, estimate, quantise, warp
 from semcom.prediction.refinement import Refinement
 from semcom.schemes import MAGIC, code_clip
 
@@ -87,6 +95,7 @@ _POLICIES = ("none", "lru")
 _INTRA_ONLY = 0x80  # flags bit 7: the memory is off, every frame intra
 _MOTION = 0x40  # flags bit 6: motion frames (global motion compensation of the anchor) are allowed
 _REFINE = 0x20  # flags bit 5: every frame carries a pixel refinement (semcom.prediction.refinement)
+_BFRAMES = 0x0E  # flags bits 1-3: the most B-frames per group (semcom.prediction.bidirectional)
 
 
 class CodecLinkConfig(BaseModel):
@@ -94,7 +103,9 @@ class CodecLinkConfig(BaseModel):
     ``m_max`` and its ``full_policy``, the tile side in latent positions, the frame size. ``inter=False``
     turns the memory off: every frame is intra coded and nothing is stored (the codec alone); ``motion=False``
     leaves out motion frames (global motion compensation of the last decoded frame, per tile); ``refine=False``
-    leaves out the pixel refinement (a DCT residual per 8x8 block on top of every frame shown)."""
+    leaves out the pixel refinement (a DCT residual per 8x8 block on top of every frame shown); ``bframes`` is the
+    most frames held back and coded as B-frames between two others (0: every frame in order, no delay; B-frames
+    take motion frames)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,9 +118,15 @@ class CodecLinkConfig(BaseModel):
     inter: bool = True
     motion: bool = True
     refine: bool = True
+    bframes: int = Field(0, ge=0, le=7)
     height: FrameSide = Field(64, ge=16, le=4096)
     width: FrameSide = Field(64, ge=16, le=4096)
 
+    @model_validator(mode="after")
+    def _bframes_need_motion(self):
+        if self.bframes and not (self.motion and self.inter):
+            raise ValueError(f"bframes={self.bframes} needs motion frames (the memory and motion on)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,7 @@ class CodecHeader:
     def to_bytes(self) -> bytes:
         c = self.config
         flags = (_POLICIES.index(c.full_policy) | (0 if c.inter else _INTRA_ONLY) | (_MOTION if c.motion else 0)
-                 | (_REFINE if c.refine else 0))
+                 | (_REFINE if c.refine else 0) | (c.bframes << 1))
         body = _HEADER.pack(MAGIC, VERSION, SCHEME_ID, entry(c.model).wire_id, c.quality, flags, c.m_max, c.tau,
                             c.tile, c.height, c.width, self.frames, self.weights)
         return body + zlib.crc32(body).to_bytes(4, "big")
@@ -140,7 +157,8 @@ class CodecHeader:
         if magic != MAGIC or version != VERSION or scheme != SCHEME_ID:
             raise WireFormatError(f"not a codec-link stream (version {version}, scheme {scheme})")
         inter, motion, refine = not policy & _INTRA_ONLY, bool(policy & _MOTION), bool(policy & _REFINE)
-        policy &= ~(_INTRA_ONLY | _MOTION | _REFINE)
+        bframes = (policy & _BFRAMES) >> 1
+        policy &= ~(_INTRA_ONLY | _MOTION | _REFINE | _BFRAMES)
         if policy >= len(_POLICIES):
             raise WireFormatError(f"stream header has unknown flags {policy:#04x}")
         if not 1 <= frames <= MAX_FRAMES:
@@ -150,7 +168,7 @@ class CodecHeader:
         try:
             config = validated(CodecLinkConfig, model=entry_by_wire_id(model_id).name, quality=quality,
                                tau=tau, m_max=m_max, full_policy=_POLICIES[policy], tile=tile, inter=inter,
-                               motion=motion, refine=refine, height=h, width=w)
+                               motion=motion, refine=refine, bframes=bframes, height=h, width=w)
         except ConfigError as exc:
             raise WireFormatError(f"stream header holds an invalid config: {exc}") from None
         return cls(config, frames, weights)
@@ -201,9 +219,21 @@ class _Received:
 
 
 @dataclass(frozen=True)
+class _BiReceived:
+    """What the receiver's bit path decoded of a B-frame: its position in the group and those of its references
+    (:func:`~semcom.prediction.bidirectional.pyramid`), its mode, the motions (None where the mode does not use
+    that reference) and its refinement's symbols."""
+
+    at: tuple[int, int, int]
+    mode: int
+    ks: tuple[np.ndarray | None, np.ndarray | None]
+    refine: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class FrameRecord:
-    """One frame at the transmitter: its kind, reference slot, tiles that hit the memory, bits, memory size after,
-    and tiles predicted by motion."""
+    """One frame at the transmitter: its display position ``t``, kind, reference slot, tiles that hit the memory,
+    bits, memory size after, and tiles predicted by motion."""
 
     t: int
     kind: str
@@ -224,7 +254,7 @@ def link_stats(records: list[FrameRecord]) -> dict[str, float]:
     motion, over a clip's records."""
     kinds = [r.kind for r in records]
     tiles = sum(r.tiles for r in records)
-    return {f"{k}_rate": kinds.count(k) / len(kinds) for k in KINDS} | {
+    return {f"{k}_rate": kinds.count(k) / len(kinds) for k in (*KINDS, "bi")} | {
         "tile_hit_rate": sum(r.tiles_hit for r in records) / tiles,
         "tile_predicted_rate": sum(r.tiles_predicted for r in records) / tiles}
 
@@ -257,6 +287,17 @@ class _CodecEndpoint:
         self.anchor: torch.Tensor | None = None
         self.refinement = (Refinement(model.rd_lambda(config.quality) * 255.0**2 / 3.0, config.height, config.width)
                            if config.refine else None)
+        # B-frames (semcom.prediction.bidirectional): group lengths, modes, motions and a refinement of their own;
+        # ``last_shown`` is the last frame shown that was not a B-frame; ``group_refs`` the frames of the group coded
+        # so far by position (0: the frame before it, ``group_size + 1``: its anchor frame).
+        self.group_counts = np.ones(config.bframes + 1)
+        self.mode_counts = np.ones(len(MODES))
+        self.bi_motion = ScaledMotionCoder()
+        self.bi_refinement = (Refinement(self.refinement.mu, config.height, config.width)
+                              if config.refine and config.bframes else None)
+        self.last_shown: torch.Tensor | None = None
+        self.group_size = 0
+        self.group_refs: dict[int, torch.Tensor] = {}
 
     def reference(self, slot: int | None) -> torch.Tensor:
         if slot is None:
@@ -298,6 +339,32 @@ class _CodecEndpoint:
         motion frame."""
         if self.motion is not None and new_anchor:
             self.anchor = to_tensor(out)
+        if self.config.bframes:
+            shown = to_tensor(out)
+            self.group_refs = {0: self.last_shown, self.group_size + 1: shown}
+            self.last_shown = shown
+        return out
+
+    def _group(self, n: int) -> None:
+        """Both ends, once a group's size ``n`` is coded: count it."""
+        self.group_counts[n] += 1
+        self.group_size = n
+
+    def _apply_bi(self, mode: int, motions: list[tuple[int, np.ndarray]]) -> None:
+        """Both ends, after a B-frame: count its mode and its motions' symbols (each with its distance)."""
+        self.mode_counts[mode] += 1
+        for distance, symbols in motions:
+            self.bi_motion.distance = distance
+            self.bi_motion.update(symbols)
+        self.t += 1
+
+    def bi_show(self, received: _BiReceived) -> np.ndarray:
+        """Both ends: the B-frame drawn, eq. (2) of :mod:`semcom.prediction.bidirectional`, refined; it becomes a
+        reference of the group."""
+        i, lo, hi = received.at
+        out = bi_prediction(received.mode, (self.group_refs[lo], self.group_refs[hi]), received.ks)
+        out = out if received.refine is None else self.bi_refinement.apply(out, received.refine)
+        self.group_refs[i] = to_tensor(out)
         return out
 
     def _apply_motion(self, symbols: np.ndarray, coded: np.ndarray, conditional: bool,
@@ -391,7 +458,9 @@ class CodecTransmitter(_CodecEndpoint):
         self.rd_lambda = model.rd_lambda(config.quality)
         self.encoder = constriction.stream.queue.RangeEncoder()
         self.records: list[FrameRecord] = []
-        self.decoded: list[np.ndarray] = []
+        self.decoded: list[np.ndarray] = []  # in display order
+        self._held: list[tuple[int, torch.Tensor]] = []  # frames held back for B-frames, with their positions
+        self.arrived = 0  # frames sent so far
 
     def header(self, frames: int) -> bytes:
         return CodecHeader(self.config, frames, fingerprint(self.model)).to_bytes()
@@ -441,14 +510,16 @@ class CodecTransmitter(_CodecEndpoint):
         r_bits = -torch.log2(self.model.gaussian.likelihood(r_sym, self.model.gaussian.table[idx]))
         return z_sym, r_sym, idx, z_bits, r_bits
 
-    def _distortion(self, out: np.ndarray, x: torch.Tensor) -> np.ndarray:
+    def _distortion(self, out: np.ndarray, x: torch.Tensor, refinement: Refinement | None = None) -> np.ndarray:
         """The distortion term of :meth:`_cost` per 8x8 block (H/8, W/8): ``lambda_q 255^2 SSE / 3`` of ``out``
         against ``x``, or, when the link refines, that of ``out`` once refined where refining pays, the
         refinement's bits included (:meth:`Refinement.block_costs`), so that every decision made before the
-        refinement weighs what the receiver will finally show."""
+        refinement weighs what the receiver will finally show. ``refinement``: the one that will refine ``out``
+        (default the link's)."""
         target = x[0].permute(1, 2, 0).double().numpy()
-        if self.refinement is not None:
-            return self.refinement.block_costs(target, out)
+        refinement = refinement or self.refinement
+        if refinement is not None:
+            return refinement.block_costs(target, out)
         se = ((out.astype(np.float64) / 255.0 - target) ** 2).sum(-1)
         h, w = se.shape
         return self.rd_lambda * 255.0**2 * se.reshape(h // 8, 8, w // 8, 8).sum((1, 3)) / 3.0
@@ -512,13 +583,108 @@ class CodecTransmitter(_CodecEndpoint):
         return _MotionPlan(symbols, coded, bits, shown, z_sym, r_sym[keep], idx[keep], conditional)
 
     @torch.no_grad()
-    def send(self, frame: np.ndarray) -> np.ndarray:
+    def send(self, frame: np.ndarray) -> np.ndarray | None:
         """Code one uint8 frame (H, W, 3) the way that minimises the rate–distortion cost (:meth:`_cost`)
-        among the candidates (:meth:`_candidates`); returns what the receiver will decode."""
+        among the candidates (:meth:`_candidates`); returns what the receiver will decode. With B-frames, a frame
+        may be held back (then None; :meth:`finish` codes what is still held)."""
         x = to_tensor(frame)
         if x.shape[-2:] != (self.config.height, self.config.width):
             raise ConfigError(f"frame of {x.shape[-2]}x{x.shape[-1]}, the link is {self.config.height}x"
                               f"{self.config.width}")
+        t, self.arrived = self.arrived, self.arrived + 1
+        if not self.config.bframes or self.t == 0:
+            return self._send_now(x, t)
+        self._held.append((t, x))
+        if len(self._held) > self.config.bframes:
+            self._send_held()
+        return None
+
+    def _send_held(self) -> None:
+        """Code the frames held back as one group (B-frames up to the last of them) or each alone, whichever costs
+        less in ``bits + lambda_q 255^2 SSE / 3``: both are coded on copies of the transmitter, and the cheaper
+        copy's state and stream are kept (x264's ``b-adapt 2`` decides by a cost estimate; this by the real one)."""
+        held, self._held = self._held, []
+        if len(held) == 1:
+            return self._send_group(held)
+        trials = []
+        for groups in ([held], [[h] for h in held]):
+            trial = self._fork()
+            for group in groups:
+                trial._send_group(group)
+            trials.append(trial)
+        self._adopt(min(trials, key=lambda trial: trial._lagrangian([x for _, x in held])))
+
+    def _fork(self) -> CodecTransmitter:
+        """A copy of the transmitter that codes on from here (the model shared, records and frames shown empty)."""
+        memo = {id(self.model): self.model, id(self.encoder): self.encoder.clone(), id(self.records): [],
+                id(self.decoded): []}
+        return copy.deepcopy(self, memo)
+
+    def _adopt(self, trial: CodecTransmitter) -> None:
+        """Continue from ``trial`` (a :meth:`_fork`), its records and frames shown appended to these."""
+        records, decoded = self.records + trial.records, self.decoded + trial.decoded
+        self.__dict__.update(trial.__dict__)
+        self.records, self.decoded = records, decoded
+
+    def _lagrangian(self, frames: list[torch.Tensor]) -> float:
+        """``bits + lambda_q 255^2 SSE / 3`` of the records and frames shown so far against ``frames``."""
+        se = sum(float(((to_tensor(out) - x) ** 2).sum()) for out, x in zip(self.decoded, frames, strict=True))
+        return sum(r.bits for r in self.records) + self.rd_lambda * 255.0**2 * se / 3.0
+
+    def _send_group(self, held: list[tuple[int, torch.Tensor]]) -> None:
+        """Code ``held`` (display positions and frames) as a group: its number less one (the group's B-frames), the
+        last frame as any frame is coded, then the others as B-frames, nearest the past reference first."""
+        n = len(held) - 1
+        bits = information(self.group_counts, np.array([n]))
+        self.encoder.encode(np.array([n], np.int32), categorical(self.group_counts))
+        self._group(n)
+        self._send_now(held[-1][1], held[-1][0])
+        record = self.records.pop()
+        anchor = replace(record, bits=record.bits + bits), self.decoded.pop()
+        coded = {at[0]: self._send_bi(held[at[0] - 1], at) for at in pyramid(n)}
+        for record, out in [coded[i] for i in sorted(coded)] + [anchor]:
+            self.records.append(record)
+            self.decoded.append(out)
+
+    def _send_bi(self, held: tuple[int, torch.Tensor], at: tuple[int, int, int]) -> tuple[FrameRecord, np.ndarray]:
+        """Code the B-frame ``held`` (display position, frame) at position ``at = (i, lo, hi)`` of its group: its
+        mode, the motion to each reference it uses, its refinement; the mode (:data:`MODES`) of least
+        rate–distortion cost, refinement included."""
+        (t, x), (i, lo, hi) = held, at
+        refs = (self.group_refs[lo], self.group_refs[hi])
+        motions = []
+        for distance, ref in ((lo - i, refs[0]), (hi - i, refs[1])):
+            self.bi_motion.distance = distance
+            guess = self.bi_motion.prediction()
+            k = quantise(estimate(ref, x, [dequantise(guess)]))
+            symbols = np.clip(k - guess, -LIMIT, LIMIT) + LIMIT
+            motions.append((distance, symbols, self.bi_motion.k_of(symbols), self.bi_motion.information(symbols)))
+        best = None
+        for mode in range(len(MODES)):
+            used = [m for m, on in zip(motions, (mode != BACKWARD, mode != FORWARD)) if on]
+            ks = tuple(m[2] if on else None for m, on in zip(motions, (mode != BACKWARD, mode != FORWARD)))
+            out = bi_prediction(mode, refs, ks)
+            bits = information(self.mode_counts, np.array([mode])) + sum(m[3] for m in used)
+            cost = bits + float(self._distortion(out, x, self.bi_refinement).sum())
+            if best is None or cost < best[0]:
+                best = (cost, mode, used, out, bits)
+        _, mode, used, out, bits = best
+        self.encoder.encode(np.array([mode], np.int32), categorical(self.mode_counts))
+        for distance, symbols, _, _ in used:
+            self.bi_motion.distance = distance
+            self.bi_motion.encode(symbols, self.encoder)
+        refine_bits = 0.0
+        if self.bi_refinement is not None:
+            plan = self.bi_refinement.plan(x[0].permute(1, 2, 0).double().numpy(), out)
+            self.bi_refinement.encode(plan, self.encoder)
+            out, refine_bits = self.bi_refinement.apply(out, plan.q), plan.bits
+        self.group_refs[i] = to_tensor(out)
+        self._apply_bi(mode, [(d, s) for d, s, _, _ in used])
+        tiles = self.tiles[0] * self.tiles[1]
+        return FrameRecord(t, "bi", None, 0, tiles, bits + refine_bits, self.memory.size, tiles), out
+
+    def _send_now(self, x: torch.Tensor, t: int) -> np.ndarray:
+        """Code the frame ``x`` (1, 3, H, W) now, shown at display position ``t``."""
         y = self.model.analysis(x, self.q)
         plans = [self._plan(y, slot, hit) for slot, hit in self._candidates(y)]
         costs = [self._cost(p, x) for p in plans]
@@ -529,7 +695,7 @@ class CodecTransmitter(_CodecEndpoint):
         best = min(range(len(plans)), key=lambda i: costs[i][0])
         plan, out = plans[best], costs[best][1]
         if isinstance(plan, _MotionPlan):
-            return self._send_motion(plan, x)
+            return self._send_motion(plan, x, t)
         self.encoder.encode(np.array([plan.kind], np.int32), categorical(self.kind_counts))
         if plan.rank is not None and self.memory.size > 1:  # with one stored prototype the reference is implied
             self.encoder.encode(np.array([plan.rank], np.int32), categorical(self.rank_counts_now()))
@@ -538,7 +704,7 @@ class CodecTransmitter(_CodecEndpoint):
             self.model.gaussian.encode(plan.r_sym, plan.idx, self.encoder)
         self._apply(plan.kind, plan.slot, plan.rank, plan.y_hat.clone())
         out, refine_bits, _ = self._refine(x, out)
-        self.records.append(FrameRecord(self.t - 1, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
+        self.records.append(FrameRecord(t, KINDS[plan.kind], plan.slot, int(plan.tile_hit.sum()),
                                         plan.tile_hit.numel(), plan.bits + refine_bits, self.memory.size))
         self.decoded.append(self._shown(out))
         return out
@@ -552,7 +718,7 @@ class CodecTransmitter(_CodecEndpoint):
         self.refinement.encode(plan, self.encoder)
         return self.refinement.apply(out, plan.q), plan.bits, plan.q
 
-    def _send_motion(self, plan: _MotionPlan, x: torch.Tensor) -> np.ndarray:
+    def _send_motion(self, plan: _MotionPlan, x: torch.Tensor, t: int) -> np.ndarray:
         """Write a motion frame: its kind, the motion's symbols, one flag per tile (1: coded) and, if a tile is
         coded, the base of the coded tiles (0: zero, 1: the prediction's latent), ``z^`` and the residual symbols
         of the coded tiles; then its refinement."""
@@ -568,15 +734,17 @@ class CodecTransmitter(_CodecEndpoint):
         new_anchor = self._anchors(plan.coded, refine)
         self._apply_motion(plan.symbols, plan.coded, plan.conditional, new_anchor)
         self._shown(out, new_anchor=new_anchor)
-        self.records.append(FrameRecord(self.t - 1, "motion", None, 0, plan.coded.size, plan.bits + refine_bits,
+        self.records.append(FrameRecord(t, "motion", None, 0, plan.coded.size, plan.bits + refine_bits,
                                         self.memory.size, predicted))
         self.decoded.append(out)
         return out
 
     def finish(self) -> bytes:
-        """The stream file: header, the payload, its CRC-32."""
+        """The stream file: header, the payload, its CRC-32 (the frames still held back coded first)."""
         from semcom.link.wire import pack_stream
 
+        if self._held:
+            self._send_held()
         payload = self.encoder.get_compressed().astype(">u4").tobytes()
         return pack_stream(self.header(self.t), payload)
 
@@ -593,15 +761,28 @@ class CodecReceiver(_CodecEndpoint):
                                f"this receiver has {fp.hex()}")
         return cls(header.config, model), header
 
+    def __init__(self, config: CodecLinkConfig, model) -> None:
+        super().__init__(config, model)
+        self.declared = MAX_FRAMES  # the frames the stream declares (its header's count)
+        self._b_left: list[tuple[int, int, int]] = []  # the B-frames of the group being decoded (pyramid order)
+
     def frames(self, data: bytes, count: int):
-        """Decode ``count`` frames from the stream ``data`` (header included); yields uint8 frames."""
+        """Decode ``count`` frames from the stream ``data`` (header included); yields uint8 frames in display
+        order (a group's B-frames, then its anchor frame)."""
+        self.declared, group = count, {}
         for received in range_decoded(data, HEADER_SIZE, count, self._receive):
-            yield self.show(received)
+            out = self.show(received)
+            group[received.at[0] if isinstance(received, _BiReceived) else self.group_size + 1] = out
+            if not self._b_left:
+                yield from (group[i] for i in sorted(group))
+                group = {}
 
     @torch.no_grad()
     def show(self, received: _Received) -> np.ndarray:
         """The frame a decoded message draws (uint8): ``g_s(y^)``, or a motion frame's prediction with its coded
         tiles drawn by ``g_s``; it then becomes the anchor as at the transmitter."""
+        if isinstance(received, _BiReceived):
+            return self.bi_show(received)
         refine = received.refine
         if received.k is None:
             return self._shown(self._refined(self.synthesise(received.y_hat), refine))
@@ -617,6 +798,14 @@ class CodecReceiver(_CodecEndpoint):
     @torch.no_grad()
     def _receive(self, decoder) -> _Received:
         """The bit path: decode one frame's symbols and update the memory and the counts; no pixel is drawn."""
+        if self._b_left:
+            return self._receive_bi(decoder, self._b_left.pop(0))
+        if self.config.bframes and self.t > 0:
+            n = self._decode(decoder, categorical(self.group_counts))
+            if self.t + 1 + n > self.declared:
+                raise WireFormatError(f"a group of {n} B-frames runs past the {self.declared} frames declared")
+            self._group(n)
+            self._b_left = pyramid(n)
         kind = int(self._decode(decoder, categorical(self.kind_counts)))
         if kind == MOTION:
             return self._receive_motion(decoder)
@@ -638,6 +827,22 @@ class CodecReceiver(_CodecEndpoint):
             y_hat = ref + r_sym
         self._apply(kind, slot, rank, y_hat.clone())
         return _Received(y_hat, refine=self._receive_refinement(decoder))
+
+    def _receive_bi(self, decoder, at: tuple[int, int, int]) -> _BiReceived:
+        """The B-frame at position ``at = (i, lo, hi)`` of its group: its mode, motions and refinement (no pixel
+        read)."""
+        i, lo, hi = at
+        mode = self._decode(decoder, categorical(self.mode_counts))
+        motions, ks = [], []
+        for distance, on in ((lo - i, mode != BACKWARD), (hi - i, mode != FORWARD)):
+            if on:
+                self.bi_motion.distance = distance
+                symbols = self.bi_motion.decode(decoder)
+                motions.append((distance, symbols))
+            ks.append(self.bi_motion.k_of(symbols) if on else None)
+        refine = None if self.bi_refinement is None else self.bi_refinement.decode(decoder)
+        self._apply_bi(mode, motions)
+        return _BiReceived(at, mode, tuple(ks), refine)
 
     def _receive_refinement(self, decoder) -> np.ndarray | None:
         return None if self.refinement is None else self.refinement.decode(decoder)
