@@ -189,3 +189,17 @@ def test_cli_encode_takes_bframes_and_the_live_link_refuses_them(tmp_path, model
         assert res.returncode != 0 and res.stderr.strip().count("\n") == 0 and "bframes" in res.stderr, res.stderr
     with pytest.raises(ConfigError, match="live link codes each frame as it comes"):
         codec_sender(model, CodecLinkConfig(quality=2, bframes=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 8), st.floats(0.0625, 0.9375, width=32), st.integers(1, 4096), st.sampled_from(["none", "lru"]),
+       st.integers(1, 16), st.booleans(), st.booleans(), st.booleans(), st.integers(0, 7), st.integers(1, 1 << 16))
+def test_the_header_round_trips_every_config(quality, tau, m_max, policy, tile, motion, refine, inter, bframes,
+                                              frames):
+    from semcom.config import validated
+
+    bframes = bframes if motion and inter else 0
+    config = validated(CodecLinkConfig, quality=quality, tau=tau, m_max=m_max, full_policy=policy, tile=tile,
+                       motion=motion, refine=refine, inter=inter, bframes=bframes, height=16, width=16)
+    header = CodecHeader(config, frames, b"\x01\x02\x03\x04")
+    assert CodecHeader.from_bytes(header.to_bytes()) == header

@@ -358,7 +358,8 @@ def _retrieval(m: int, d: int, repeats: int | None, min_block_s: float, budget_s
 def _link_loop(name: str, quality: int | None, clip: np.ndarray) -> tuple[Callable, Callable]:
     """Model ``name``'s whole link over ``clip``, one frame at a time: ``(frame -> bytes, bytes -> frame)``,
     the second decoding what the first sent once (the sphere64 memory link, or the codec link of a spatial
-    model at ``quality``)."""
+    model at ``quality`` with B-frames, as ``semcom encode`` codes a file)."""
+    from semcom.config import DEFAULT_BFRAMES
     from semcom.models.zoo import check_quality, entry, load_model
     from semcom.schemes.codec_link import CodecLinkConfig, decode_stream, encode_clip
 
@@ -375,7 +376,7 @@ def _link_loop(name: str, quality: int | None, clip: np.ndarray) -> tuple[Callab
             for pk in packets:
                 rx.receive(pk)
         return enc, dec
-    cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality))
+    cfg = CodecLinkConfig(model=name, quality=check_quality(name, quality), bframes=DEFAULT_BFRAMES)  # as encode
     data = encode_clip(clip, cfg, model)[0]
     return (lambda: encode_clip(clip, cfg, model)[0]), (lambda: decode_stream(data, model))
 

@@ -37,9 +37,10 @@ it knows what the receiver will see). Then:
   anchor; the receiver shows frames in display order.
 
 A stream (version 2) is a CRC-protected header naming the scheme, model, quality and weights, then one
-range-coded payload (constriction) for all frames — the kind with adaptive counts, the reference as an
-adaptive recency rank (:func:`semcom.link.coding.recency_rank`), a motion frame's motion and tile flags,
-``z^`` and ``r^`` — then a CRC-32 (docs/wire-format.md).
+range-coded payload (constriction) for all frames in coding order — a group's size, the kind with adaptive
+counts, the reference as an adaptive recency rank (:func:`semcom.link.coding.recency_rank`), a motion frame's
+motion and tile flags, ``z^`` and ``r^``, a B-frame's mode and motions, refinements — then a CRC-32
+(docs/wire-format.md).
 Its length is the bit count. ``FrameRecord.bits`` is each frame's information content under the
 coder's models; the file's length is the truth it adds up to (within 1 % and the coder's final word).
 """
@@ -633,7 +634,7 @@ class CodecTransmitter(_CodecEndpoint):
 
     def _send_group(self, held: list[tuple[int, torch.Tensor]]) -> None:
         """Code ``held`` (display positions and frames) as a group: its number less one (the group's B-frames), the
-        last frame as any frame is coded, then the others as B-frames, nearest the past reference first."""
+        last frame as any frame is coded, then the others as B-frames in pyramid order."""
         n = len(held) - 1
         bits = information(self.group_counts, np.array([n]))
         self.encoder.encode(np.array([n], np.int32), categorical(self.group_counts))
@@ -661,26 +662,27 @@ class CodecTransmitter(_CodecEndpoint):
             motions.append((distance, symbols, self.bi_motion.k_of(symbols), self.bi_motion.information(symbols)))
         best = None
         for mode in range(len(MODES)):
-            used = [m for m, on in zip(motions, (mode != BACKWARD, mode != FORWARD)) if on]
-            ks = tuple(m[2] if on else None for m, on in zip(motions, (mode != BACKWARD, mode != FORWARD)))
-            out = bi_prediction(mode, refs, ks)
-            bits = information(self.mode_counts, np.array([mode])) + sum(m[3] for m in used)
-            cost = bits + float(self._distortion(out, x, self.bi_refinement).sum())
+            on = (mode != BACKWARD, mode != FORWARD)
+            ks = tuple(m[2] if used else None for m, used in zip(motions, on))
+            pred = bi_prediction(mode, refs, ks)
+            bits = information(self.mode_counts, np.array([mode])) + sum(m[3] for m, used in zip(motions, on) if used)
+            cost = bits + float(self._distortion(pred, x, self.bi_refinement).sum())
             if best is None or cost < best[0]:
-                best = (cost, mode, used, out, bits)
-        _, mode, used, out, bits = best
+                best = (cost, mode, on, ks, pred, bits)
+        _, mode, on, ks, pred, bits = best
+        used = [(distance, symbols) for (distance, symbols, _, _), u in zip(motions, on) if u]
         self.encoder.encode(np.array([mode], np.int32), categorical(self.mode_counts))
-        for distance, symbols, _, _ in used:
+        for distance, symbols in used:
             self.bi_motion.distance = distance
             self.bi_motion.encode(symbols, self.encoder)
-        refine_bits = 0.0
+        refine, refine_bits = None, 0.0
         if self.bi_refinement is not None:
-            plan = self.bi_refinement.plan(x[0].permute(1, 2, 0).double().numpy(), out)
+            plan = self.bi_refinement.plan(x[0].permute(1, 2, 0).double().numpy(), pred)
             self.bi_refinement.encode(plan, self.encoder)
-            out, refine_bits = self.bi_refinement.apply(out, plan.q), plan.bits
-        self.group_refs[i] = to_tensor(out)
-        self._apply_bi(mode, [(d, s) for d, s, _, _ in used])
+            refine, refine_bits = plan.q, plan.bits
+        self._apply_bi(mode, used)
         tiles = self.tiles[0] * self.tiles[1]
+        out = self.bi_show(_BiReceived(at, mode, ks, refine))  # what the receiver draws, as it draws it
         return FrameRecord(t, "bi", None, 0, tiles, bits + refine_bits, self.memory.size, tiles), out
 
     def _send_now(self, x: torch.Tensor, t: int) -> np.ndarray:
