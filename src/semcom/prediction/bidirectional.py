@@ -1,9 +1,9 @@
 """Bidirectional prediction: a frame between two frames already shown, predicted from both (a B-frame).
 
 The transmitter holds back up to ``B`` frames, codes the frame after them first (the group's *anchor frame*, in
-any of the codec link's kinds), then each frame held back from the two frames around it: the frame shown before
-the group, ``P``, and the anchor frame, ``N``. A frame ``i`` frames after ``P`` and ``j`` frames before ``N`` is
-predicted per pixel ``p`` by
+any of the codec link's kinds), then each frame held back from two frames coded around it, ``P`` before and ``N``
+after (for the first, the frame shown before the group and the anchor frame; the pyramid below). A frame
+``i`` frames after ``P`` and ``j`` frames before ``N`` is predicted per pixel ``p`` by
 
     ``x_pred(p) = (w_P(p) warp(P, theta_P)(p) + w_N(p) warp(N, theta_N)(p)) / (w_P(p) + w_N(p))``         (2)
 
@@ -11,9 +11,9 @@ predicted per pixel ``p`` by
 samples inside its reference frame and 0 where it would replicate the border (both 0: one half each), so content
 that enters the frame comes from the reference that has it. The modes (:data:`MODES`) are *forward* (``w_N = 0``),
 *backward* (``w_P = 0``) and *bi*: H.264's list-0, list-1 and bi-predicted B-slices with the average as the
-weighted prediction. A B-frame is not a reference: it neither touches the memory nor becomes an anchor, so what
-it saves is never paid back by a worse prediction later, and on aliased texture that pans, two references whose
-errors differ average to a better prediction than either (measured in docs/rd.md).
+weighted prediction. A B-frame is a reference only of the later B-frames of its group: it neither touches the
+memory nor becomes a motion frame's anchor. On aliased texture that pans, two references whose errors differ
+average to a better prediction than either (measured in docs/rd.md).
 
 The B-frames of a group are coded as a pyramid (:func:`pyramid`, H.264's hierarchical B-frames): the middle one
 first, from the frames around the group, then each half the same way, a coded B-frame serving as a reference of
@@ -57,9 +57,6 @@ class ScaledMotionCoder(MotionCoder):
         self.counts[np.arange(len(PARAMS)), symbols] += self.INCREMENT
         if self.distance:
             self.unit = k / float(self.distance)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"bi_motion_counts": self.counts.copy(), "bi_motion_unit": self.unit.copy()}
 
 
 def bi_prediction(mode: int, refs: tuple[torch.Tensor, torch.Tensor], ks: tuple[np.ndarray | None, ...]) -> np.ndarray:
