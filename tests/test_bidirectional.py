@@ -112,6 +112,7 @@ def test_groups_decode_bit_exactly_in_display_order(model, frames):
     assert np.array_equal(out, np.stack(tx.decoded))
     assert rx.memory.digest() == tx.memory.digest() and np.array_equal(rx.mode_counts, tx.mode_counts)
     assert np.array_equal(rx.bi_motion.unit, tx.bi_motion.unit)
+    assert rx.bi_refinement.step == pytest.approx(2**0.5 * rx.refinement.step)  # B-frames: a coarser step
     assert CodecHeader.from_bytes(data).config.bframes == 3
 
 

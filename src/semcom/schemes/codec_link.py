@@ -32,7 +32,8 @@ it knows what the receiver will see). Then:
 * with ``bframes = B > 0``, **B-frames** (:mod:`semcom.prediction.bidirectional`): the transmitter holds back up
   to ``B`` frames, codes the frame after them first (the group's length, then that frame in any of the kinds
   above), then each frame held back, as a pyramid: predicted from the nearest frames coded around it (forward,
-  backward or both, eq. (2) there) and refined with a refinement state of their own. A group is taken where it
+  backward or both, eq. (2) there) and refined with a refinement state of their own, a step ``sqrt 2`` coarser
+  (:data:`~semcom.prediction.bidirectional.B_WEIGHT`). A group is taken where it
   costs less than coding its frames one by one. A B-frame touches no prototype and is never a motion frame's
   anchor; the receiver shows frames in display order.
 
@@ -73,7 +74,15 @@ from semcom.memory import PrototypeMemory
 from semcom.models.entropy import clip_symbols
 from semcom.models.weights import fingerprint
 from semcom.models.zoo import entry, entry_by_wire_id
-from semcom.prediction.bidirectional import BACKWARD, FORWARD, MODES, ScaledMotionCoder, bi_prediction, pyramid
+from semcom.prediction.bidirectional import (
+    B_WEIGHT,
+    BACKWARD,
+    FORWARD,
+    MODES,
+    ScaledMotionCoder,
+    bi_prediction,
+    pyramid,
+)
 from semcom.prediction.global_motion import LIMIT, MotionCoder, dequantise, estimate, quantise, warp
 from semcom.prediction.refinement import Refinement
 from semcom.schemes import MAGIC, code_clip
@@ -294,7 +303,7 @@ class _CodecEndpoint:
         self.group_counts = np.ones(config.bframes + 1)
         self.mode_counts = np.ones(len(MODES))
         self.bi_motion = ScaledMotionCoder()
-        self.bi_refinement = (Refinement(self.refinement.mu, config.height, config.width)
+        self.bi_refinement = (Refinement(self.refinement.mu * B_WEIGHT, config.height, config.width)
                               if config.refine and config.bframes else None)
         self.last_shown: torch.Tensor | None = None
         self.group_size = 0
