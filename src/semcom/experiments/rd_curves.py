@@ -96,8 +96,9 @@ def hyperprior_points(model, scenario: str, regime: str, frames: np.ndarray, cfg
     from semcom.schemes.codec_link import CodecLinkConfig, encode_clip, link_stats
 
     rows = []
+    at_095 = [system for system in SYSTEMS if system not in ("semcom-hyperprior", "semcom-hyperprior-intra")]
     settings = ([("semcom-hyperprior", q, t) for q in cfg.qualities for t in cfg.taus]
-                + [(system, q, 0.95) for system in list(SYSTEMS)[1:-1] for q in cfg.qualities]
+                + [(system, q, 0.95) for system in at_095 for q in cfg.qualities]
                 + [("semcom-hyperprior-intra", q, None) for q in cfg.qualities])
     for system, q, tau in settings:
         link = CodecLinkConfig(quality=q, tau=tau or 0.9, inter=tau is not None, m_max=cfg.m_max, **SYSTEMS[system])

@@ -368,11 +368,15 @@ class _CodecEndpoint:
             self.bi_motion.update(symbols)
         self.t += 1
 
-    def bi_show(self, received: _BiReceived) -> np.ndarray:
-        """Both ends: the B-frame drawn, eq. (2) of :mod:`semcom.prediction.bidirectional`, refined; it becomes a
-        reference of the group."""
-        i, lo, hi = received.at
-        out = bi_prediction(received.mode, (self.group_refs[lo], self.group_refs[hi]), received.ks)
+    def bi_refs(self, at: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two references of the B-frame at ``at = (i, lo, hi)`` of its group."""
+        return self.group_refs[at[1]], self.group_refs[at[2]]
+
+    def bi_show(self, received: _BiReceived, prediction: np.ndarray | None = None) -> np.ndarray:
+        """Both ends: the B-frame drawn, eq. (2) of :mod:`semcom.prediction.bidirectional` (``prediction``, when the
+        transmitter has drawn it already), refined; it becomes a reference of the group."""
+        i = received.at[0]
+        out = bi_prediction(received.mode, self.bi_refs(received.at), received.ks) if prediction is None else prediction
         out = out if received.refine is None else self.bi_refinement.apply(out, received.refine)
         self.group_refs[i] = to_tensor(out)
         return out
@@ -661,7 +665,7 @@ class CodecTransmitter(_CodecEndpoint):
         mode, the motion to each reference it uses, its refinement; the mode (:data:`MODES`) of least
         rate–distortion cost, refinement included."""
         (t, x), (i, lo, hi) = held, at
-        refs = (self.group_refs[lo], self.group_refs[hi])
+        refs = self.bi_refs(at)
         motions = []
         for distance, ref in ((lo - i, refs[0]), (hi - i, refs[1])):
             self.bi_motion.distance = distance
@@ -691,7 +695,7 @@ class CodecTransmitter(_CodecEndpoint):
             refine, refine_bits = plan.q, plan.bits
         self._apply_bi(mode, used)
         tiles = self.tiles[0] * self.tiles[1]
-        out = self.bi_show(_BiReceived(at, mode, ks, refine))  # what the receiver draws, as it draws it
+        out = self.bi_show(_BiReceived(at, mode, ks, refine), pred)  # what the receiver draws, as it draws it
         return FrameRecord(t, "bi", None, 0, tiles, bits + refine_bits, self.memory.size, tiles), out
 
     def _send_now(self, x: torch.Tensor, t: int) -> np.ndarray:
