@@ -23,6 +23,7 @@ import numpy as np
 
 from semcom.errors import SemcomError
 
+from .aio import within
 from .framing import DEFAULT_MAX_PACKET, HEADER_SIZE, AuthError, Kind, Packet, PacketError, Sealer, peek_header
 from .schemes import FRAME_NUMBER, Shown
 from .server import hello_payload
@@ -102,7 +103,7 @@ class Connection:
 class TcpConnection(Connection):
     async def open(self) -> None:
         try:
-            self.reader, self.writer = await asyncio.wait_for(
+            self.reader, self.writer = await within(
                 asyncio.open_connection(self.config.host, self.config.port), self.config.timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             why = getattr(exc, "strerror", None) or str(exc) or "timed out"
@@ -114,14 +115,14 @@ class TcpConnection(Connection):
         try:
             self.writer.write(packet)
             self.bytes_sent += len(packet)
-            await asyncio.wait_for(self.writer.drain(), self.config.timeout)
+            await within(self.writer.drain(), self.config.timeout)
             while True:
                 left = deadline - time.monotonic()
-                head = await asyncio.wait_for(self.reader.readexactly(HEADER_SIZE), left)
+                head = await within(self.reader.readexactly(HEADER_SIZE), left)
                 length = peek_header(head)[4]
                 if HEADER_SIZE + length > self.config.max_packet_bytes:
                     raise PeerError(f"{self.peer}: reply of {HEADER_SIZE + length} bytes, over the limit")
-                body = await asyncio.wait_for(self.reader.readexactly(length), max(0.0, deadline - time.monotonic()))
+                body = await within(self.reader.readexactly(length), max(0.0, deadline - time.monotonic()))
                 try:
                     reply = self._accept(head + body, seq)
                 except AuthError:
@@ -139,7 +140,7 @@ class TcpConnection(Connection):
     async def close(self) -> None:
         self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            await within(self.writer.wait_closed(), 1.0)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
 
@@ -183,7 +184,7 @@ class UdpConnection(Connection):
             until = min(time.monotonic() + rto, deadline)
             while (left := until - time.monotonic()) > 0:
                 try:
-                    data = await asyncio.wait_for(self.protocol.queue.get(), left)
+                    data = await within(self.protocol.queue.get(), left)
                 except asyncio.TimeoutError:
                     break
                 if data is None:

@@ -17,6 +17,8 @@ import html
 import json
 import re
 
+from .aio import within
+
 #: Largest request head read; longer ones are refused.
 MAX_REQUEST = 8192
 REQUEST_TIMEOUT = 5.0
@@ -144,13 +146,13 @@ async def start_page(server, host: str, port: int) -> asyncio.AbstractServer:
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+            head = await within(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
             parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
             if len(parts) != 3 or parts[0] != "GET":
                 writer.write(_response("405 Method Not Allowed", b"GET only\n", "text/plain"))
             else:
                 writer.write(route(server, parts[1]))
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
+            await within(writer.drain(), REQUEST_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError,
                 OSError, ValueError):
             pass

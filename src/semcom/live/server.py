@@ -27,6 +27,7 @@ from pathlib import Path
 
 from semcom.errors import SemcomError
 
+from .aio import within
 from .framing import DEFAULT_MAX_PACKET, HEADER_SIZE, REQUESTS, AuthError, Kind, Packet, PacketError, Sealer
 from .framing import peek_header as _peek
 from .schemes import FRAME_NUMBER
@@ -194,7 +195,7 @@ class LiveServer:
             return None
         try:                                              # the session's requests, one at a time
             if s.busy:
-                await asyncio.wait_for(s.lock.acquire(), BUSY_WAIT)
+                await within(s.lock.acquire(), BUSY_WAIT)
             else:
                 await s.lock.acquire()                    # free: taken at once, no other task runs meanwhile
         except asyncio.TimeoutError:
@@ -376,7 +377,7 @@ class LiveServer:
         timeout = self.config.idle_timeout
         try:
             while True:
-                head = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), timeout)
+                head = await within(reader.readexactly(HEADER_SIZE), timeout)
                 try:
                     _, _, _, _, length = _peek(head)
                 except PacketError:
@@ -385,11 +386,11 @@ class LiveServer:
                 if HEADER_SIZE + length > self.config.max_packet_bytes:
                     self.stats["rejected"] += 1
                     break
-                body = await asyncio.wait_for(reader.readexactly(length), timeout)
+                body = await within(reader.readexactly(length), timeout)
                 reply = await self.handle(head + body)
                 if reply is not None:
                     writer.write(reply)
-                    await asyncio.wait_for(writer.drain(), timeout)
+                    await within(writer.drain(), timeout)
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
             pass
         finally:
