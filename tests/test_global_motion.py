@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from semcom.prediction.global_motion import (
     BOUND,
+    ESCAPE_BITS,
+    ESCAPE_CHUNKS,
     LIMIT,
     PARAMS,
     STEP,
@@ -95,44 +97,61 @@ def test_quantise_is_the_nearest_step_and_refuses_nothing_finite():
     assert torch.isfinite(warp(torch.rand(1, 3, 16, 16), dequantise(BOUND * 10))).all()
 
 
-def test_a_prediction_error_beyond_the_limit_is_refused():
+def test_an_error_beyond_the_limit_is_an_escape_of_18_more_bits():
+    """A camera that turns back is off the constant-velocity prediction by twice its motion: the error travels as
+    an escape (the alphabet's end, then 18 bits), where it used to be refused."""
     coder = MotionCoder()
     k = np.zeros(len(PARAMS), dtype=np.int64)
-    assert coder.symbols(k).tolist() == [LIMIT] * len(PARAMS)
-    k[3] = LIMIT + 1
-    assert coder.symbols(k) is None
+    assert coder.errors(k).tolist() == [0] * len(PARAMS)
+    near, far = k.copy(), k.copy()
+    near[3], far[3] = LIMIT - 1, LIMIT + 1000
+    gap = coder.information(coder.errors(far)) - coder.information(coder.errors(near))
+    assert gap == pytest.approx(ESCAPE_BITS * ESCAPE_CHUNKS + np.log2(coder.counts[3, LIMIT - 1 + LIMIT]
+                                                                       / coder.counts[3, 2 * LIMIT]))
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.lists(st.integers(-40, 40), min_size=len(PARAMS), max_size=len(PARAMS)),
-                          st.booleans()), min_size=1, max_size=12))
-def test_motion_symbols_round_trip_through_a_range_coder(steps):
-    """Both ends' coders stay in step; the transmitter's information count is the payload's length."""
+_ERRORS = st.one_of(st.integers(-40, 40), st.integers(-3 * int(BOUND[0]), 3 * int(BOUND[0])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(_ERRORS, min_size=len(PARAMS), max_size=len(PARAMS)), st.booleans()),
+                min_size=1, max_size=12))
+def test_motion_errors_round_trip_through_a_range_coder(steps):
+    """Both ends' coders stay in step, escapes included; the transmitter's information count is the payload's
+    length."""
     import constriction
-
-    from semcom.link.coding import information  # noqa: F401  (the codec link's helper, same convention)
 
     tx, rx = MotionCoder(), MotionCoder()
     enc = constriction.stream.queue.RangeEncoder()
     sent, bits = [], 0.0
     for errors, new_anchor in steps:
-        k = tx.prediction() + np.array(errors)
-        k = np.clip(k, -BOUND, BOUND)
-        symbols = tx.symbols(k)
-        assert symbols is not None
-        bits += tx.information(symbols)
-        tx.encode(symbols, enc)
-        assert np.array_equal(tx.k_of(symbols), k)
-        tx.update(symbols, new_anchor)
+        k = np.clip(tx.prediction() + np.array(errors), -BOUND, BOUND)
+        e = tx.errors(k)
+        bits += tx.information(e)
+        tx.encode(e, enc)
+        assert np.array_equal(tx.k_of(e), k)
+        tx.update(e, new_anchor)
         sent.append((k, new_anchor))
     words = enc.get_compressed()
     dec = constriction.stream.queue.RangeDecoder(words)
     for k, new_anchor in sent:
-        symbols = rx.decode(dec)
-        assert np.array_equal(rx.k_of(symbols), k)
-        rx.update(symbols, new_anchor)
+        e = rx.decode(dec)
+        assert np.array_equal(rx.k_of(e), k)
+        rx.update(e, new_anchor)
     assert np.array_equal(rx.velocity, tx.velocity) and np.array_equal(rx.counts, tx.counts)
     assert 32 * len(words) <= bits * 1.01 + 64
+
+
+def test_a_crafted_escape_decodes_within_bounds():
+    """Whatever an escape's 18 bits say, the motion decoded stays within BOUND."""
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    coder = MotionCoder()
+    e = np.full(len(PARAMS), LIMIT + (1 << 18) - 1)
+    coder.encode(e, enc)
+    got = MotionCoder().decode(constriction.stream.queue.RangeDecoder(enc.get_compressed()))
+    assert np.array_equal(got, e) and np.array_equal(np.abs(MotionCoder().k_of(got)), BOUND)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e30, 1e6])

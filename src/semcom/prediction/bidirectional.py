@@ -45,8 +45,8 @@ B_WEIGHT = 0.5
 
 class ScaledMotionCoder(MotionCoder):
     """B-frame motions: ``k`` predicted as ``round(d u)`` for a motion over ``d`` frames (``d`` negative towards
-    the past reference), ``u`` the last motion seen divided by its ``d``; symbols and counts as
-    :class:`MotionCoder`'s."""
+    the past reference), ``u`` the last motion seen divided by its ``d``; errors, escapes and counts as
+    :class:`MotionCoder`'s (a pan that turns back is off the prediction by twice its motion)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,10 +56,10 @@ class ScaledMotionCoder(MotionCoder):
     def prediction(self) -> np.ndarray:
         return np.clip(np.rint(self.unit * self.distance), -BOUND, BOUND).astype(np.int64)
 
-    def update(self, symbols: np.ndarray, new_anchor: bool = False) -> None:
+    def update(self, errors: np.ndarray, new_anchor: bool = False) -> None:
         """After a motion over ``distance`` frames: count its symbols and learn the unit motion."""
-        k = self.k_of(symbols)
-        self.counts[np.arange(len(PARAMS)), symbols] += self.INCREMENT
+        k = self.k_of(errors)
+        self.counts[np.arange(len(PARAMS)), self._symbols(errors)] += self.INCREMENT
         if self.distance:
             self.unit = k / float(self.distance)
 

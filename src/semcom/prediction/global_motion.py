@@ -25,15 +25,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BOUND", "LIMIT", "PARAMS", "STEP", "MotionCoder", "dequantise", "estimate", "inside", "quantise", "warp"]
+__all__ = ["BOUND", "ESCAPE_BITS", "ESCAPE_CHUNKS", "LIMIT", "PARAMS", "STEP", "MotionCoder", "dequantise", "estimate",
+           "inside", "quantise", "warp"]
 
 #: The parameters of (1), in order.
 PARAMS = ("tx", "ty", "log_zoom", "angle", "log_gain_r", "log_gain_g", "log_gain_b", "offset_r", "offset_g",
           "offset_b")
 #: Quantisation step of each parameter: 1/8 pixel, 1/512 in log zoom and radians, 1/256 in log gain and offset.
 STEP = torch.tensor([1 / 8, 1 / 8, 1 / 512, 1 / 512] + [1 / 256] * 6, dtype=torch.float64)
-#: The largest prediction error a parameter may have, in steps; a frame that needs more is not predicted.
+#: The largest prediction error a parameter's symbol codes alone, in steps; from it on, the error is an escape
+#: (:class:`MotionCoder`).
 LIMIT = 127
+#: An escape's excess ``|e| - LIMIT``: ``ESCAPE_CHUNKS`` uniform symbols of ``ESCAPE_BITS`` bits (2^18 > 2 BOUND).
+ESCAPE_BITS, ESCAPE_CHUNKS = 6, 3
+_ESCAPE_BITS = ESCAPE_BITS * ESCAPE_CHUNKS
 #: The largest ``|k|`` of each parameter: 8,192 pixels of translation, a zoom or gain of ``e^4``, half a turn, an
 #: offset of 4. Both ends clip to these, so no stream, however crafted, can overflow (1) or the motion state.
 BOUND = np.array([1 << 16, 1 << 16, 2048, 1608, 1024, 1024, 1024, 1024, 1024, 1024], dtype=np.int64)
@@ -125,10 +130,15 @@ class MotionCoder:
     """What both ends keep to code ``k``: a constant-velocity prediction and adaptive counts per parameter.
 
     The prediction is ``k_prev + v``: ``k_prev`` the last motion relative to the current anchor (zero after the
-    anchor changes), ``v`` the last step of motion seen (kept across anchors). The symbol of parameter ``i`` is
-    ``e_i = k_i - pred_i + LIMIT`` in ``0 .. 2 LIMIT``, under counts that start peaked at zero error (a discrete
-    Laplace of scale 1.5 steps) and grow by :data:`INCREMENT` per use, so a still camera soon costs a fraction of a
-    bit per parameter."""
+    anchor changes), ``v`` the last step of motion seen (kept across anchors). Parameter ``i`` travels as its error
+    ``e_i = k_i - pred_i``: the symbol ``e_i + LIMIT`` in ``0 .. 2 LIMIT`` under counts that start peaked at zero
+    error (a discrete Laplace of scale 1.5 steps) and grow by :data:`INCREMENT` per use, so a still camera soon
+    costs a fraction of a bit per parameter. An error of ``|e_i| >= LIMIT`` is an *escape*: the symbol at the end
+    of its side (0 or ``2 LIMIT``), then ``|e_i| - LIMIT`` in :data:`ESCAPE_CHUNKS` uniform symbols of
+    :data:`ESCAPE_BITS` bits (Exp-Golomb's escape for large motion vector differences, in a fixed length that
+    spans any error between two motions within :data:`BOUND`). A camera that turns back (a pan reversing: the
+    error is twice the motion) or a motion far from the last one costs 18 bits more per parameter, where it
+    was refused or clipped before."""
 
     INCREMENT = 16.0
 
@@ -142,40 +152,73 @@ class MotionCoder:
     def prediction(self) -> np.ndarray:
         return self.k_prev + self.velocity
 
-    def symbols(self, k: np.ndarray) -> np.ndarray | None:
-        """The symbols of ``k`` (10,, within :data:`BOUND`), or None where a prediction error exceeds
-        :data:`LIMIT`."""
-        e = np.asarray(k, dtype=np.int64) - self.prediction()
-        return None if np.abs(e).max() > LIMIT else e + LIMIT
+    def errors(self, k: np.ndarray) -> np.ndarray:
+        """The errors ``e = k - pred`` of the motion ``k`` (10,, within :data:`BOUND`) that travel."""
+        return np.asarray(k, dtype=np.int64) - self.prediction()
 
-    def information(self, symbols: np.ndarray) -> float:
-        """``-log2 p`` of ``symbols`` under the current counts, in bits."""
-        rows = np.arange(len(PARAMS))
-        return float(np.log2(self.counts.sum(1) / self.counts[rows, symbols]).sum())
+    @staticmethod
+    def _symbols(errors: np.ndarray) -> np.ndarray:
+        """The symbols of ``errors``: ``e + LIMIT``, an escape at either end of ``0 .. 2 LIMIT``."""
+        return np.clip(np.asarray(errors, dtype=np.int64), -LIMIT, LIMIT) + LIMIT
 
-    def encode(self, symbols: np.ndarray, encoder) -> None:
+    def information(self, errors: np.ndarray) -> float:
+        """``-log2 p`` of ``errors`` under the current counts, escapes included, in bits."""
+        rows, symbols = np.arange(len(PARAMS)), self._symbols(errors)
+        escapes = int((np.abs(np.asarray(errors)) >= LIMIT).sum())
+        return float(np.log2(self.counts.sum(1) / self.counts[rows, symbols]).sum()) + escapes * _ESCAPE_BITS
+
+    def encode(self, errors: np.ndarray, encoder) -> None:
         from semcom.link.coding import categorical
 
-        for i, s in enumerate(symbols):
+        for i, (e, s) in enumerate(zip(np.asarray(errors, dtype=np.int64), self._symbols(errors), strict=True)):
             encoder.encode(np.array([s], np.int32), categorical(self.counts[i]))
+            if abs(e) >= LIMIT:
+                encoder.encode(_chunks(abs(int(e)) - LIMIT), _uniform())
 
     def decode(self, decoder) -> np.ndarray:
+        """The errors of one motion; a crafted escape decodes to at most ``LIMIT + 2^18 - 1`` (``k_of`` clips)."""
         from semcom.link.coding import categorical, decode_symbols
 
-        return np.array([int(decode_symbols(decoder, categorical(c))[0]) for c in self.counts], dtype=np.int64)
+        errors = []
+        for c in self.counts:
+            e = int(decode_symbols(decoder, categorical(c))[0]) - LIMIT
+            if abs(e) >= LIMIT:
+                chunks = decode_symbols(decoder, _uniform(), ESCAPE_CHUNKS)
+                e = int(np.sign(e)) * (LIMIT + _excess(chunks))
+            errors.append(e)
+        return np.array(errors, dtype=np.int64)
 
-    def k_of(self, symbols: np.ndarray) -> np.ndarray:
-        """The integers ``k`` that ``symbols`` code (clipped to :data:`BOUND`)."""
-        return np.clip(self.prediction() + np.asarray(symbols, dtype=np.int64) - LIMIT, -BOUND, BOUND)
+    def k_of(self, errors: np.ndarray) -> np.ndarray:
+        """The integers ``k`` that ``errors`` code (clipped to :data:`BOUND`)."""
+        return np.clip(self.prediction() + np.asarray(errors, dtype=np.int64), -BOUND, BOUND)
 
-    def update(self, symbols: np.ndarray, new_anchor: bool) -> None:
+    def update(self, errors: np.ndarray, new_anchor: bool) -> None:
         """After a motion frame: count its symbols, step the velocity, and (``new_anchor``: the frame's output is the
         next anchor) restart the motion from the identity."""
-        k = self.k_of(symbols)
-        self.counts[np.arange(len(PARAMS)), symbols] += self.INCREMENT
+        k = self.k_of(errors)
+        self.counts[np.arange(len(PARAMS)), self._symbols(errors)] += self.INCREMENT
         self.velocity = np.clip(k - self.k_prev, -BOUND, BOUND)
         self.k_prev = np.zeros_like(k) if new_anchor else k
 
     def reset_anchor(self) -> None:
         """A frame coded without motion became the anchor: motion restarts from the identity."""
         self.k_prev = np.zeros_like(self.k_prev)
+
+
+def _uniform():
+    import constriction
+
+    return constriction.stream.model.Uniform(1 << ESCAPE_BITS)
+
+
+def _chunks(excess: int) -> np.ndarray:
+    """``excess`` (< 2^18) as :data:`ESCAPE_CHUNKS` digits base ``2^ESCAPE_BITS``, most significant first."""
+    base = 1 << ESCAPE_BITS
+    return np.array([(excess // base**j) % base for j in reversed(range(ESCAPE_CHUNKS))], np.int32)
+
+
+def _excess(chunks: np.ndarray) -> int:
+    value = 0
+    for c in chunks:
+        value = (value << ESCAPE_BITS) | int(c)
+    return value

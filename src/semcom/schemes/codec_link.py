@@ -83,7 +83,7 @@ from semcom.prediction.bidirectional import (
     bi_prediction,
     pyramid,
 )
-from semcom.prediction.global_motion import LIMIT, MotionCoder, dequantise, estimate, quantise, warp
+from semcom.prediction.global_motion import MotionCoder, dequantise, estimate, quantise, warp
 from semcom.prediction.refinement import Refinement
 from semcom.schemes import MAGIC, code_clip
 
@@ -203,10 +203,11 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _MotionPlan:
-    """A motion frame: the motion's symbols, the tiles coded (the rest predicted), bits, the decoded frame and, if
-    any tile is coded, ``z^``, and the symbols and scale indexes of ``r^`` on the coded tiles' positions."""
+    """A motion frame: the motion's errors (:class:`MotionCoder`), the tiles coded (the rest predicted), bits, the
+    decoded frame and, if any tile is coded, ``z^``, and the symbols and scale indexes of ``r^`` on the coded tiles'
+    positions."""
 
-    symbols: np.ndarray
+    errors: np.ndarray
     coded: np.ndarray
     bits: float
     out: np.ndarray
@@ -361,11 +362,11 @@ class _CodecEndpoint:
         self.group_size = n
 
     def _apply_bi(self, mode: int, motions: list[tuple[int, np.ndarray]]) -> None:
-        """Both ends, after a B-frame: count its mode and its motions' symbols (each with its distance)."""
+        """Both ends, after a B-frame: count its mode and its motions' errors (each with its distance)."""
         self.mode_counts[mode] += 1
-        for distance, symbols in motions:
+        for distance, errors in motions:
             self.bi_motion.distance = distance
-            self.bi_motion.update(symbols)
+            self.bi_motion.update(errors)
         self.t += 1
 
     def bi_refs(self, at: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -381,17 +382,17 @@ class _CodecEndpoint:
         self.group_refs[i] = to_tensor(out)
         return out
 
-    def _apply_motion(self, symbols: np.ndarray, coded: np.ndarray, conditional: bool,
+    def _apply_motion(self, errors: np.ndarray, coded: np.ndarray, conditional: bool,
                       new_anchor: bool) -> np.ndarray:
-        """Both ends, after a motion frame: count its kind, tile flags, base and motion symbols, step the motion
+        """Both ends, after a motion frame: count its kind, tile flags, base and motion errors, step the motion
         state (``new_anchor``: a tile was coded or refined, so the frame shown becomes the anchor); returns the
         motion's integers ``k``."""
-        k = self.motion.k_of(symbols)
+        k = self.motion.k_of(errors)
         self.kind_counts[MOTION] += 1
         self.tile_counts += np.bincount(coded.astype(np.int64).ravel(), minlength=2)
         if coded.any():
             self.base_counts[int(conditional)] += 1
-        self.motion.update(symbols, new_anchor=new_anchor)
+        self.motion.update(errors, new_anchor=new_anchor)
         self.t += 1
         return k
 
@@ -558,19 +559,17 @@ class CodecTransmitter(_CodecEndpoint):
         latent (:meth:`_coded_tiles`): zero (intra, whose every-tile coding is the ``intra`` plan, decoded as
         ``intra_out``) and the prediction's own latent ``g_a(x_pred)``."""
         k = quantise(estimate(self.anchor, x, [dequantise(self.motion.prediction())]))
-        symbols = self.motion.symbols(k)
-        if symbols is None:
-            return []
-        pred = self.prediction(self.motion.k_of(symbols))
-        head = information(self.kind_counts, np.array([MOTION])) + self.motion.information(symbols)
+        errors = self.motion.errors(k)
+        pred = self.prediction(self.motion.k_of(errors))
+        head = information(self.kind_counts, np.array([MOTION])) + self.motion.information(errors)
         none = np.zeros(self.tiles, dtype=bool)
-        plans = [_MotionPlan(symbols, none, head + information(self.tile_counts, none.ravel().astype(int)), pred)]
+        plans = [_MotionPlan(errors, none, head + information(self.tile_counts, none.ravel().astype(int)), pred)]
         for conditional, every in ((False, (intra_out, intra.r_bits)), (True, None)):
-            plan = self._coded_tiles(x, y, pred, symbols, head, conditional, every)
+            plan = self._coded_tiles(x, y, pred, errors, head, conditional, every)
             plans += [plan] if plan is not None else []
         return plans
 
-    def _coded_tiles(self, x: torch.Tensor, y: torch.Tensor, pred: np.ndarray, symbols: np.ndarray, head: float,
+    def _coded_tiles(self, x: torch.Tensor, y: torch.Tensor, pred: np.ndarray, errors: np.ndarray, head: float,
                      conditional: bool, every: tuple[np.ndarray, np.ndarray] | None = None) -> _MotionPlan | None:
         """A motion frame whose tiles are coded where that costs less than predicting them (the tile's bits plus
         its distortion, against the prediction's distortion, with every tile coded): the residual ``r^`` is
@@ -594,7 +593,7 @@ class CodecTransmitter(_CodecEndpoint):
         shown = np.where(self.tile_pixels(coded), self.synthesise(base + r_sym), pred)
         bits = (head + information(self.tile_counts, coded.ravel().astype(int))
                 + information(self.base_counts, np.array([int(conditional)])) + z_bits + float(r_map[keep].sum()))
-        return _MotionPlan(symbols, coded, bits, shown, z_sym, r_sym[keep], idx[keep], conditional)
+        return _MotionPlan(errors, coded, bits, shown, z_sym, r_sym[keep], idx[keep], conditional)
 
     @torch.no_grad()
     def send(self, frame: np.ndarray) -> np.ndarray | None:
@@ -671,8 +670,8 @@ class CodecTransmitter(_CodecEndpoint):
             self.bi_motion.distance = distance
             guess = self.bi_motion.prediction()
             k = quantise(estimate(ref, x, [dequantise(guess)]))
-            symbols = np.clip(k - guess, -LIMIT, LIMIT) + LIMIT
-            motions.append((distance, symbols, self.bi_motion.k_of(symbols), self.bi_motion.information(symbols)))
+            errors = self.bi_motion.errors(k)
+            motions.append((distance, errors, self.bi_motion.k_of(errors), self.bi_motion.information(errors)))
         best = None
         for mode in range(len(MODES)):
             on = (mode != BACKWARD, mode != FORWARD)
@@ -683,11 +682,11 @@ class CodecTransmitter(_CodecEndpoint):
             if best is None or cost < best[0]:
                 best = (cost, mode, on, ks, pred, bits)
         _, mode, on, ks, pred, bits = best
-        used = [(distance, symbols) for (distance, symbols, _, _), u in zip(motions, on) if u]
+        used = [(distance, errors) for (distance, errors, _, _), u in zip(motions, on) if u]
         self.encoder.encode(np.array([mode], np.int32), categorical(self.mode_counts))
-        for distance, symbols in used:
+        for distance, errors in used:
             self.bi_motion.distance = distance
-            self.bi_motion.encode(symbols, self.encoder)
+            self.bi_motion.encode(errors, self.encoder)
         refine, refine_bits = None, 0.0
         if self.bi_refinement is not None:
             plan = self.bi_refinement.plan(x[0].permute(1, 2, 0).double().numpy(), pred)
@@ -734,11 +733,11 @@ class CodecTransmitter(_CodecEndpoint):
         return self.refinement.apply(out, plan.q), plan.bits, plan.q
 
     def _send_motion(self, plan: _MotionPlan, x: torch.Tensor, t: int) -> np.ndarray:
-        """Write a motion frame: its kind, the motion's symbols, one flag per tile (1: coded) and, if a tile is
+        """Write a motion frame: its kind, the motion's errors, one flag per tile (1: coded) and, if a tile is
         coded, the base of the coded tiles (0: zero, 1: the prediction's latent), ``z^`` and the residual symbols
         of the coded tiles; then its refinement."""
         self.encoder.encode(np.array([MOTION], np.int32), categorical(self.kind_counts))
-        self.motion.encode(plan.symbols, self.encoder)
+        self.motion.encode(plan.errors, self.encoder)
         self.encoder.encode(plan.coded.ravel().astype(np.int32), categorical(self.tile_counts))
         if plan.coded.any():
             self.encoder.encode(np.array([int(plan.conditional)], np.int32), categorical(self.base_counts))
@@ -747,7 +746,7 @@ class CodecTransmitter(_CodecEndpoint):
         predicted = int((~plan.coded).sum())
         out, refine_bits, refine = self._refine(x, plan.out)
         new_anchor = self._anchors(plan.coded, refine)
-        self._apply_motion(plan.symbols, plan.coded, plan.conditional, new_anchor)
+        self._apply_motion(plan.errors, plan.coded, plan.conditional, new_anchor)
         self._shown(out, new_anchor=new_anchor)
         self.records.append(FrameRecord(t, "motion", None, 0, plan.coded.size, plan.bits + refine_bits,
                                         self.memory.size, predicted))
@@ -852,9 +851,9 @@ class CodecReceiver(_CodecEndpoint):
         for distance, on in ((lo - i, mode != BACKWARD), (hi - i, mode != FORWARD)):
             if on:
                 self.bi_motion.distance = distance
-                symbols = self.bi_motion.decode(decoder)
-                motions.append((distance, symbols))
-            ks.append(self.bi_motion.k_of(symbols) if on else None)
+                errors = self.bi_motion.decode(decoder)
+                motions.append((distance, errors))
+            ks.append(self.bi_motion.k_of(errors) if on else None)
         refine = None if self.bi_refinement is None else self.bi_refinement.decode(decoder)
         self._apply_bi(mode, motions)
         return _BiReceived(at, mode, tuple(ks), refine)
@@ -865,7 +864,7 @@ class CodecReceiver(_CodecEndpoint):
     def _receive_motion(self, decoder) -> _Received:
         if self.t == 0:
             raise WireFormatError("motion frame before any frame to predict it from")
-        symbols = self.motion.decode(decoder)
+        errors = self.motion.decode(decoder)
         coded = decode_symbols(decoder, categorical(self.tile_counts), self.tiles[0] * self.tiles[1])
         coded = coded.reshape(self.tiles).astype(bool)
         r_sym = torch.zeros(self.shape)
@@ -877,7 +876,7 @@ class CodecReceiver(_CodecEndpoint):
             r_sym[keep] = self.model.gaussian.decode(self._scale_indexes(z_sym, torch.zeros(self.shape))[keep], decoder)
         refine = self._receive_refinement(decoder)
         new_anchor = self._anchors(coded, refine)
-        return _Received(r_sym, self._apply_motion(symbols, coded, conditional, new_anchor), coded, conditional,
+        return _Received(r_sym, self._apply_motion(errors, coded, conditional, new_anchor), coded, conditional,
                          refine)
 
     @staticmethod
