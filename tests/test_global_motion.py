@@ -88,6 +88,21 @@ def test_a_large_translation_is_found_from_the_phase_correlation(photo):
     assert abs(float(found[0]) - 11.0) < 0.25 and abs(float(found[1])) < 0.25
 
 
+def test_content_entering_the_frame_does_not_bend_the_gain():
+    """Two views of a photo 13 and 10 pixels apart: a third of the frame is new content, which no motion
+    predicts. The estimate is the translation with no relighting, as it fits only what it samples inside the
+    anchor (fitting the replicated border too gave a log gain of -0.27 on such a pan)."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import data
+
+    img = gaussian_filter(data.astronaut()[::2, ::2].astype(np.float64) / 255.0, (0.8, 0.8, 0))
+    view = lambda x, y: torch.from_numpy(img[y : y + 64, x : x + 64]).permute(2, 0, 1)[None].float()  # noqa: E731
+    anchor, frame = view(60, 40), view(73, 50)
+    found = estimate(anchor, frame, [_theta(tx=12.0, ty=9.0)])
+    assert abs(float(found[0]) - 13.0) < 0.25 and abs(float(found[1]) - 10.0) < 0.25, found
+    assert float(found[4:7].abs().max()) < 0.02 and float(found[7:].abs().max()) < 0.01, found
+
+
 def test_quantise_is_the_nearest_step_and_refuses_nothing_finite():
     theta = torch.tensor([0.3, -0.06, 0.01, -0.002, 0.1, 0.0, -0.2, 0.05, 0.5, -0.5])
     k = quantise(theta)

@@ -14,9 +14,10 @@ prediction applied per colour channel. A prediction of an ``H x W`` frame from a
 of a constant-velocity prediction under adaptive counts (:class:`MotionCoder`).
 
 The transmitter estimates ``theta`` by least squares (:func:`estimate`): L-BFGS on the mean squared error of (1)
-from a few starting points, one of them the translation of the phase correlation peak
-(:func:`skimage.registration.phase_cross_correlation`). The receiver only evaluates (1) on integers it decoded,
-so nothing it computes in floats decides a bit: a prediction is pixels, never a memory's content.
+where it samples inside the anchor, from a few starting points, one of them the translation of the phase
+correlation peak (:func:`skimage.registration.phase_cross_correlation`). The receiver only evaluates (1) on
+integers it decoded, so nothing it computes in floats decides a bit: a prediction is pixels, never a memory's
+content.
 """
 
 from __future__ import annotations
@@ -96,13 +97,26 @@ def _phase_translation(anchor: torch.Tensor, frame: torch.Tensor) -> torch.Tenso
     return theta
 
 
+def _within(shape, theta: torch.Tensor) -> torch.Tensor:
+    """Where (1) samples inside the anchor, (1, 1, H, W) bool (no gradient)."""
+    with torch.no_grad():
+        grid = torch.nan_to_num(_grid(shape, theta.detach().float()), nan=2.0)
+    return (grid.abs() <= 1.0).all(-1)[:, None]
+
+
 def _refine(anchor: torch.Tensor, frame: torch.Tensor, start: torch.Tensor, iterations: int) -> torch.Tensor:
+    """L-BFGS from ``start`` on the mean squared error of (1) where it samples inside the anchor at ``start`` (the
+    mask fixed for the search, so the objective stays smooth). Counting the replicated border let a motion with a
+    large entering region (a pan seen four frames later: a third of the frame) bend its gain and offset to fit
+    the smear: on ``heldout_fast_pan``, 25.5 dB inside the anchor where the true translation gives 39.8 dB."""
     theta = start.clone().float().requires_grad_(True)
     opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+    within = _within(anchor.shape, start).float()
+    count = within.sum().clamp(min=1.0) * frame.shape[1]
 
     def closure():
         opt.zero_grad()
-        loss = (warp(anchor, theta) - frame).pow(2).mean()
+        loss = ((warp(anchor, theta) - frame).pow(2) * within).sum() / count
         loss.backward()
         return loss
 
@@ -113,7 +127,10 @@ def _refine(anchor: torch.Tensor, frame: torch.Tensor, start: torch.Tensor, iter
 def estimate(anchor: torch.Tensor, frame: torch.Tensor, starts: list[torch.Tensor] = (),
              iterations: int = 25) -> torch.Tensor:
     """The least-squares ``theta`` of (1) that maps ``anchor`` onto ``frame`` (both ``(1, 3, H, W)`` in [0, 1]):
-    L-BFGS from the identity, from each of ``starts`` and from the phase-correlation translation; the best."""
+    L-BFGS from the identity, from each of ``starts`` and from the phase-correlation translation, each on the
+    pixels it samples inside the anchor (:func:`_refine`); of those, the one of least squared error over the whole
+    frame. (Choosing by the error inside the anchor plus the frame's variance outside it instead: BD-rate
+    against x264 on ``high_motion`` +11 % where this gives -10 %.)"""
     inits = [torch.zeros(len(PARAMS))]
     for start in [*starts, _phase_translation(anchor, frame)]:
         if not any(torch.equal(start.float(), s) for s in inits):  # the same start finds the same theta
