@@ -37,7 +37,8 @@ STEP = torch.tensor([1 / 8, 1 / 8, 1 / 512, 1 / 512] + [1 / 256] * 6, dtype=torc
 #: The largest prediction error a parameter's symbol codes alone, in steps; from it on, the error is an escape
 #: (:class:`MotionCoder`).
 LIMIT = 127
-#: An escape's excess ``|e| - LIMIT``: ``ESCAPE_CHUNKS`` uniform symbols of ``ESCAPE_BITS`` bits (2^18 > 2 BOUND).
+#: An escape's excess ``|e| - LIMIT``: ``ESCAPE_CHUNKS`` uniform symbols of ``ESCAPE_BITS`` bits (2^18 > 3 BOUND, the
+#: largest error, as ``k``, ``k_prev`` and the velocity are each within BOUND).
 ESCAPE_BITS, ESCAPE_CHUNKS = 6, 3
 _ESCAPE_BITS = ESCAPE_BITS * ESCAPE_CHUNKS
 #: The largest ``|k|`` of each parameter: 8,192 pixels of translation, a zoom or gain of ``e^4``, half a turn, an
@@ -152,10 +153,10 @@ class MotionCoder:
     error (a discrete Laplace of scale 1.5 steps) and grow by :data:`INCREMENT` per use, so a still camera soon
     costs a fraction of a bit per parameter. An error of ``|e_i| >= LIMIT`` is an *escape*: the symbol at the end
     of its side (0 or ``2 LIMIT``), then ``|e_i| - LIMIT`` in :data:`ESCAPE_CHUNKS` uniform symbols of
-    :data:`ESCAPE_BITS` bits (Exp-Golomb's escape for large motion vector differences, in a fixed length that
-    spans any error between two motions within :data:`BOUND`). A camera that turns back (a pan reversing: the
-    error is twice the motion) or a motion far from the last one costs 18 bits more per parameter, where it
-    was refused or clipped before."""
+    :data:`ESCAPE_BITS` bits (as H.264's CABAC codes a motion vector difference beyond its prefix's cut-off in
+    a suffix; here of a fixed length that spans any error the motions within :data:`BOUND` allow). A camera that
+    turns back (a pan reversing: the error is twice the motion) or a motion far from the last one costs 18 bits
+    more per parameter, where it was refused or clipped before."""
 
     INCREMENT = 16.0
 
@@ -190,6 +191,8 @@ class MotionCoder:
         for i, (e, s) in enumerate(zip(np.asarray(errors, dtype=np.int64), self._symbols(errors), strict=True)):
             encoder.encode(np.array([s], np.int32), categorical(self.counts[i]))
             if abs(e) >= LIMIT:
+                if abs(e) - LIMIT >= 1 << _ESCAPE_BITS:
+                    raise ValueError(f"motion error {e} beyond what an escape codes")
                 encoder.encode(_chunks(abs(int(e)) - LIMIT), _uniform())
 
     def decode(self, decoder) -> np.ndarray:
