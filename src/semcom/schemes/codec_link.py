@@ -560,7 +560,7 @@ class CodecTransmitter(_CodecEndpoint):
         ``intra_out``) and the prediction's own latent ``g_a(x_pred)``."""
         k = quantise(estimate(self.anchor, x, [dequantise(self.motion.prediction())]))
         errors = self.motion.errors(k)
-        pred = self.prediction(self.motion.k_of(errors))
+        pred = self.prediction(k)  # k is within BOUND: its errors code it exactly
         head = information(self.kind_counts, np.array([MOTION])) + self.motion.information(errors)
         none = np.zeros(self.tiles, dtype=bool)
         plans = [_MotionPlan(errors, none, head + information(self.tile_counts, none.ravel().astype(int)), pred)]
@@ -668,10 +668,9 @@ class CodecTransmitter(_CodecEndpoint):
         motions = []
         for distance, ref in ((lo - i, refs[0]), (hi - i, refs[1])):
             self.bi_motion.distance = distance
-            guess = self.bi_motion.prediction()
-            k = quantise(estimate(ref, x, [dequantise(guess)]))
-            errors = self.bi_motion.errors(k)
-            motions.append((distance, errors, self.bi_motion.k_of(errors), self.bi_motion.information(errors)))
+            k = quantise(estimate(ref, x, [dequantise(self.bi_motion.prediction())]))
+            errors = self.bi_motion.errors(k)  # escapes included, so the motion coded is k itself
+            motions.append((distance, errors, k, self.bi_motion.information(errors)))
         best = None
         for mode in range(len(MODES)):
             on = (mode != BACKWARD, mode != FORWARD)
